@@ -1,0 +1,200 @@
+"""The canonical form of a legacy URL (spec §3): host, path and query.
+
+Requests and rules go through the same functions, so that a rule written in
+Cyrillic matches a request sent as UTF-8 or windows-1251 escapes. Pure: no Flask.
+
+Requests arrive as the raw request target (gunicorn's ``RAW_URI``), a ``str``
+whose code points are the bytes on the wire (latin-1); rules are Unicode text
+from YAML or CSV. Both are turned into bytes first and decoded here exactly once.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import unicodedata
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import NamedTuple
+from urllib.parse import quote, unquote_to_bytes
+
+INDEX_FILES = frozenset({"index.php", "index.html", "index.htm"})
+
+_BAD_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+# What a URL may carry unescaped when we rebuild one (RFC 3986 pchar + '/' + '%').
+_URL_SAFE = "/:@!$&'()*+,;=-._~%"
+
+
+class Malformed(ValueError):
+    """The request cannot be read as a URL: a bad escape, a control character, bad bytes."""
+
+
+class Param(NamedTuple):
+    """One significant query parameter: its folded name, and name and value as sent."""
+
+    key: str
+    name: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class LegacyURL:
+    """A request's URL in canonical form, kept beside the original it came from.
+
+    Match on ``path`` (case-folded unless the map is case-sensitive) and the
+    params; build targets and captures from ``path_text`` (the request's own
+    letters); show and archive the raw form.
+    """
+
+    host: str
+    path: str
+    path_text: str
+    params: tuple[Param, ...]
+    raw_path: str
+    raw_query: str
+
+    @property
+    def raw_target(self) -> str:
+        """Return the raw request target (path and query) as received."""
+        return f"{self.raw_path}?{self.raw_query}" if self.raw_query else self.raw_path
+
+    def first_values(self) -> dict[str, str]:
+        """Return the first value of each significant parameter, by folded name."""
+        first: dict[str, str] = {}
+        for p in self.params:
+            first.setdefault(p.key, p.value)
+        return first
+
+    def to_target(self) -> str:
+        """Return a request target that canonicalises back to this URL."""
+        path = quote(self.path_text, safe="/:@!$&'()*+,;=-._~")
+        if not self.params:
+            return path
+        query = "&".join(f"{quote(p.name, safe='')}={quote(p.value, safe='')}" for p in self.params)
+        return f"{path}?{query}"
+
+
+def decode(raw: bytes) -> str:
+    """Percent-decode once; read UTF-8, else windows-1251; refuse control characters."""
+    if b"%" in raw:
+        if _BAD_ESCAPE.search(raw):
+            raise Malformed("an escape that is not %XX")
+        raw = unquote_to_bytes(raw)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        try:
+            # Old Russian links carry windows-1251 bytes; this codec rejects 0x98.
+            text = raw.decode("cp1251")
+        except UnicodeDecodeError:
+            raise Malformed("bytes that are neither UTF-8 nor windows-1251") from None
+    if _CONTROL.search(text):
+        raise Malformed("a control character")
+    return text if text.isascii() else unicodedata.normalize("NFC", text)
+
+
+def resolve_segments(text: str) -> list[str]:
+    """Split a decoded path into segments: collapse '//', resolve dot segments, drop index files."""
+    segments: list[str] = []
+    for segment in text.split("/"):
+        if segment == "" or segment == ".":
+            continue
+        if segment == "..":
+            if segments:
+                segments.pop()
+            continue
+        segments.append(segment)
+    # Repeatedly, so that the canonical form is a fixed point (/index.php/index.html).
+    while segments and segments[-1].lower() in INDEX_FILES:
+        segments.pop()
+    return segments
+
+
+def fold(text: str, case_sensitive: bool) -> str:
+    """Return the comparison form of decoded text under the map's case rule."""
+    return text if case_sensitive else text.lower()
+
+
+def canonical_path(raw: bytes, case_sensitive: bool) -> tuple[str, str]:
+    """Return a raw path's canonical comparison form and its text with the request's letters."""
+    text = "/" + "/".join(resolve_segments(decode(raw)))
+    return fold(text, case_sensitive), text
+
+
+def ignore_matcher(globs: Iterable[str]) -> Callable[[str], bool]:
+    """Compile query-name globs (``utm_*``) into a case-insensitive predicate on names."""
+    patterns = [fnmatch.translate(g.lower()) for g in globs]
+    if not patterns:
+        return lambda name: False
+    regex = re.compile("|".join(f"(?:{p})" for p in patterns))
+    return lambda name: regex.match(name.lower()) is not None
+
+
+def canonical_query(raw: bytes, is_ignored: Callable[[str], bool]) -> tuple[Param, ...]:
+    """Return the significant parameters of a raw query, in request order."""
+    params: list[Param] = []
+    for pair in re.split(rb"[&;]", raw):
+        name_raw, _, value_raw = pair.partition(b"=")
+        # Decode even ignored and empty names: a control character anywhere is malformed.
+        name = decode(name_raw.replace(b"+", b" "))
+        value = decode(value_raw.replace(b"+", b" "))
+        if name and not is_ignored(name):
+            params.append(Param(name.lower(), name, value))
+    return tuple(params)
+
+
+def canonical_host(host: str) -> str | None:
+    """Return a Host header's canonical name (lowercase, no port or final dot, punycode)."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        host = host[: host.find("]") + 1]
+    else:
+        host = host.partition(":")[0]
+    host = host.rstrip(".")
+    if not host.isascii():
+        try:
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError:
+            return None
+    return host or None
+
+
+def split_target(target: str) -> tuple[str | None, str, str]:
+    """Split a request target into (authority of an absolute form, raw path, raw query)."""
+    authority = None
+    lowered = target[:8].lower()
+    if lowered.startswith(("http://", "https://")):
+        rest = target[target.index("//") + 2 :]
+        cut = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+        authority, target = rest[:cut], rest[cut:]
+        if not target.startswith("/"):
+            target = "/" + target
+    elif not target.startswith("/"):
+        raise Malformed("a request target that is neither a path nor an absolute URL")
+    path, _, query = target.partition("?")
+    path = path.partition("#")[0]
+    query = query.partition("#")[0]
+    return authority, path, query
+
+
+def wire_bytes(text: str) -> bytes:
+    """Return the bytes a WSGI string stands for (latin-1), or its UTF-8 if it is real text."""
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError:
+        return text.encode("utf-8")
+
+
+def parse_request(
+    host: str,
+    target: str,
+    *,
+    case_sensitive: bool,
+    is_ignored: Callable[[str], bool],
+) -> LegacyURL:
+    """Canonicalise a request (host already canonical, raw target as received)."""
+    _, raw_path, raw_query = split_target(target)
+    path, path_text = canonical_path(wire_bytes(raw_path), case_sensitive)
+    params = canonical_query(wire_bytes(raw_query), is_ignored) if raw_query else ()
+    return LegacyURL(host, path, path_text, params, raw_path, raw_query)

@@ -1,0 +1,161 @@
+"""Find the rule that answers a canonical URL: the precedence of spec §4, written once.
+
+Exact rules are found by one dict lookup on (scope, canonical path). Pattern
+rules live in a trie of path segments per scope: literal segments are dict
+lookups, and segments with placeholders are indexed by their literal head, so a
+match visits only the rules that could fire, whatever the map's size. Among
+the candidates the earliest in the file wins. Pure: no Flask.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from gateway.canonical import LegacyURL
+from gateway.rules import Rule, SegmentPattern
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """The rule that answers, the values it captured and the parameters its conditions used."""
+
+    rule: Rule
+    captures: dict[str, str]
+    consumed: frozenset[str]
+
+
+@dataclass(slots=True)
+class _Node:
+    """A trie node: literal children, pattern children by literal head, and rules ending here."""
+
+    literal: dict[str, _Node] = field(default_factory=dict)
+    patterns: dict[int, dict[str, list[tuple[SegmentPattern, _Node]]]] = field(default_factory=dict)
+    tails: dict[int, dict[str, list[tuple[SegmentPattern, Rule]]]] = field(default_factory=dict)
+    rules: list[Rule] = field(default_factory=list)
+
+
+def _conditions_hold(
+    rule: Rule, first: dict[str, str], case_sensitive: bool, captures: dict[str, str]
+) -> bool:
+    """Check a rule's query conditions, adding their captures; say whether all hold."""
+    for condition in rule.conditions:
+        value = first.get(condition.key)
+        if value is None:
+            return False
+        if condition.literal is not None:
+            if (value if case_sensitive else value.lower()) != condition.literal:
+                return False
+        elif not value or (condition.converter == "int" and not (value.isascii() and value.isdigit())):
+            return False
+        else:
+            captures[condition.capture or ""] = value
+    return True
+
+
+class Matcher:
+    """The compiled rules of one map and the one precedence that chooses among them."""
+
+    def __init__(self, rules: Sequence[Rule], *, case_sensitive: bool) -> None:
+        self.case_sensitive = case_sensitive
+        self._exact: dict[tuple[str | None, str], list[Rule]] = {}
+        self._tries: dict[str | None, _Node] = {}
+        for rule in rules:
+            if rule.is_exact:
+                self._exact.setdefault((rule.host, rule.path), []).append(rule)
+            else:
+                self._insert(self._tries.setdefault(rule.host, _Node()), rule)
+        # Within a scope the rule with the most conditions wins; at equal counts, the earlier.
+        for candidates in self._exact.values():
+            candidates.sort(key=lambda r: (-len(r.conditions), r.order))
+
+    @staticmethod
+    def _insert(node: _Node, rule: Rule) -> None:
+        for step in rule.steps or ():
+            if isinstance(step, str):
+                node = node.literal.setdefault(step, _Node())
+            elif step.is_tail:
+                by_head = node.tails.setdefault(len(step.head), {})
+                by_head.setdefault(step.head, []).append((step, rule))
+                return
+            else:
+                by_head_p = node.patterns.setdefault(len(step.head), {})
+                bucket = by_head_p.setdefault(step.head, [])
+                for existing, child in bucket:
+                    if existing.regex.pattern == step.regex.pattern and existing.names == step.names:
+                        node = child
+                        break
+                else:
+                    child = _Node()
+                    bucket.append((step, child))
+                    node = child
+        node.rules.append(rule)
+
+    def match(self, url: LegacyURL, host: str) -> Match | None:
+        """Return the rule that answers this URL on this (canonical) host, or None."""
+        first = url.first_values() if url.params else {}
+        for scope in (host, None):
+            for rule in self._exact.get((scope, url.path), ()):
+                captures: dict[str, str] = {}
+                if _conditions_hold(rule, first, self.case_sensitive, captures):
+                    return self._found(rule, captures)
+        if not self._tries:
+            return None
+        keys = url.path.split("/")[1:] if url.path != "/" else []
+        texts = url.path_text.split("/")[1:] if url.path != "/" else []
+        if len(keys) != len(texts):  # lower-casing changed the segmentation: compare as written
+            keys = texts
+        for scope in (host, None):
+            trie = self._tries.get(scope)
+            if trie is None:
+                continue
+            best: tuple[Rule, dict[str, str]] | None = None
+            for rule, captures in self._walk(trie, keys, texts, 0, {}):
+                if best is not None and rule.order >= best[0].order:
+                    continue
+                if _conditions_hold(rule, first, self.case_sensitive, captures):
+                    best = (rule, captures)
+            if best is not None:
+                return self._found(*best)
+        return None
+
+    @staticmethod
+    def _found(rule: Rule, captures: dict[str, str]) -> Match:
+        consumed = frozenset(c.key for c in rule.conditions)
+        return Match(rule, captures, consumed)
+
+    def _walk(
+        self,
+        node: _Node,
+        keys: list[str],
+        texts: list[str],
+        i: int,
+        captures: dict[str, str],
+    ) -> Iterable[tuple[Rule, dict[str, str]]]:
+        """Yield every pattern rule below ``node`` that the segments from ``i`` on satisfy."""
+        if i == len(keys):
+            for rule in node.rules:
+                yield rule, dict(captures)
+            return
+        key, text = keys[i], texts[i]
+        if node.tails:
+            rest = "/".join(texts[i:])
+            for length, by_head in node.tails.items():
+                for step, rule in by_head.get(key[:length], ()):
+                    found = step.regex.match(rest)
+                    if found:
+                        yield rule, {**captures, **dict(zip(step.names, found.groups(), strict=True))}
+        child = node.literal.get(key)
+        if child is not None:
+            yield from self._walk(child, keys, texts, i + 1, captures)
+        for length, by_head_p in node.patterns.items():
+            for step, grandchild in by_head_p.get(key[:length], ()):
+                found = step.regex.match(text)
+                if found:
+                    inner = {**captures, **dict(zip(step.names, found.groups(), strict=True))}
+                    yield from self._walk(grandchild, keys, texts, i + 1, inner)
+
+    def exact_rules(self) -> Iterable[Rule]:
+        """Yield every exact rule (for exports and reports)."""
+        for candidates in self._exact.values():
+            yield from candidates

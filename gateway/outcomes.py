@@ -1,0 +1,82 @@
+"""What the gateway decides for a request: small values that the web layer and the CLI render.
+
+Every answer is one of these, decided in one place (``gateway.decide``), so the
+server and ``gateway explain`` can never disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gateway.canonical import LegacyURL
+from gateway.rules import Rule
+
+
+@dataclass(frozen=True, slots=True)
+class Redirect:
+    """A rule answered with a redirect to ``location`` (absolute https on an allowed host)."""
+
+    status: int
+    location: str
+    rule: Rule
+    url: LegacyURL
+    host: str
+
+
+@dataclass(frozen=True, slots=True)
+class Gone:
+    """A 410 rule answered: the banner page, with its suggested page if any."""
+
+    rule: Rule
+    url: LegacyURL
+    host: str
+
+    status = 410
+
+
+@dataclass(frozen=True, slots=True)
+class NotFound:
+    """No rule answered (or matching failed): the banner page with status 404."""
+
+    url: LegacyURL
+    host: str
+    reason: str = "no rule matches"
+
+    status = 404
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownHost:
+    """The Host header names no host under ``hosts:``: a plain 404, never a redirect."""
+
+    host: str
+
+    status = 404
+
+
+@dataclass(frozen=True, slots=True)
+class BadRequest:
+    """The request target cannot be read (bad escape, control character, bad bytes)."""
+
+    reason: str
+
+    status = 400
+
+
+@dataclass(frozen=True, slots=True)
+class MethodNotAllowed:
+    """A method other than GET and HEAD."""
+
+    method: str
+
+    status = 405
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceEndpoint:
+    """A request for ``/-/...`` (health, metrics), answered on any host."""
+
+    name: str
+
+
+Outcome = Redirect | Gone | NotFound | UnknownHost | BadRequest | MethodNotAllowed | ServiceEndpoint

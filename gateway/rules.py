@@ -1,0 +1,347 @@
+"""Rules compiled once from the map's text: the ``from`` pattern, its conditions, the target.
+
+Each rule is parsed into small immutable objects at load time, so that the
+matcher only compares strings and runs pre-compiled, anchored, placeholder-only
+regular expressions (no user regex: no ReDoS). Problems raise ``RuleError`` with
+a message; the loader adds the file and line. Pure: no Flask.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from urllib.parse import quote, urlsplit
+
+from gateway.canonical import Malformed, Param, decode, fold, resolve_segments
+
+PLACEHOLDER = re.compile(r"<(?:([a-z]+):)?([A-Za-z_][A-Za-z0-9_]*)>")
+_TARGET_NAME = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_CONVERTERS = {None: r"[^/]+", "int": r"[0-9]+", "path": r".+"}
+_TARGET_SAFE = "/:@!$&'()*+,;=-._~%?#"
+_VALID_ESCAPES = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
+class RuleError(ValueError):
+    """A rule that cannot be compiled; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentPattern:
+    """A path segment with placeholders (``news-<int:id>.html``), or the ``<path:>`` tail."""
+
+    regex: re.Pattern[str]
+    names: tuple[str, ...]
+    head: str  # folded literal text before the first placeholder: the index key
+    is_tail: bool  # a <path:> element: matches the rest of the path, slashes included
+
+
+Step = str | SegmentPattern  # a literal segment (folded) or a pattern
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """A query condition from ``from``: a literal value, or a capture with a converter."""
+
+    key: str
+    name: str
+    literal: str | None  # folded value, for a literal condition
+    capture: str | None
+    converter: str | None
+
+    def signature(self) -> tuple[str, str, str]:
+        """Return what makes two conditions the same (name and value, or name and converter)."""
+        if self.literal is not None:
+            return (self.key, "=", self.literal)
+        return (self.key, "<>", self.converter or "")
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A ``to`` (or ``see``) template: literal URL text with ``{name}`` inserts."""
+
+    parts: tuple[str | tuple[str, str], ...]  # text, or (capture name, safe characters)
+    query_keys: frozenset[str]  # folded names written in the target's query
+    has_query: bool
+    constant: str | None  # the whole URL when it has no inserts
+
+    def build(self, captures: Mapping[str, str], extra: Sequence[Param] = ()) -> str:
+        """Return the URL with each capture percent-encoded for its place, plus extra params."""
+        if self.constant is not None:
+            url = self.constant
+        else:
+            url = "".join(
+                p if isinstance(p, str) else quote(captures[p[0]], safe=p[1]) for p in self.parts
+            )
+        kept = [p for p in extra if p.key not in self.query_keys]
+        if not kept:
+            return url
+        query = "&".join(f"{quote(p.name, safe='')}={quote(p.value, safe='')}" for p in kept)
+        base, hash_, fragment = url.partition("#")
+        joiner = "&" if self.has_query else "?"
+        return f"{base}{joiner}{query}{hash_}{fragment}"
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One compiled rule. ``source`` is ``FILE:LINE``; ``order`` is its place in the map."""
+
+    source: str
+    order: int
+    host: str | None  # canonical host, or None for every host
+    from_text: str
+    path: str  # canonical folded path (the exact key); for patterns, the pattern as written
+    steps: tuple[Step, ...] | None  # None for an exact rule
+    conditions: tuple[Condition, ...]
+    status: int
+    target: Target | None
+    see: str | None
+    keep_query: bool = False
+    note: str = ""
+    examples: tuple[str, ...] = ()
+    to_text: str | None = None
+    captures: dict[str, str | None] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def is_exact(self) -> bool:
+        """Say whether the path has no placeholder (conditions may still capture)."""
+        return self.steps is None
+
+    @property
+    def kind(self) -> str:
+        """Name the rule's kind for reports: exact, query, pattern or gone."""
+        if self.steps is not None:
+            return "pattern"
+        return "query" if self.conditions else "exact"
+
+
+@dataclass(frozen=True, slots=True)
+class FromParts:
+    """The parsed ``from``: scope, canonical path and its steps, conditions, capture names."""
+
+    host: str | None
+    path: str
+    steps: tuple[Step, ...] | None
+    conditions: tuple[Condition, ...]
+    captures: dict[str, str | None]  # capture name -> converter
+
+
+def _split_from(text: str) -> tuple[str | None, str, str]:
+    """Split ``from`` into (host as written or None, path, query)."""
+    rest = text.strip()
+    lowered = rest[:8].lower()
+    if lowered.startswith(("http://", "https://")):
+        rest = rest[rest.index("//") + 2 :]
+        if not rest:
+            raise RuleError("a full URL in 'from' needs a host")
+    host = None
+    if not rest.startswith("/"):
+        cut = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+        host, rest = rest[:cut], rest[cut:] or "/"
+        if not host:
+            raise RuleError("'from' must start with '/' or a host")
+        if not rest.startswith("/"):
+            rest = "/" + rest
+    path, _, query = rest.partition("?")
+    if "#" in path or "#" in query:
+        raise RuleError("'from' cannot have a fragment ('#'): browsers never send it")
+    return host, path, query
+
+
+def _decode_rule_text(text: str, where: str) -> str:
+    try:
+        return decode(text.encode("utf-8"))
+    except Malformed as exc:
+        raise RuleError(f"{where}: {exc}") from None
+
+
+def _compile_segment(
+    segment: str, case_sensitive: bool, captures: dict[str, str | None], is_last: bool
+) -> Step:
+    pieces = PLACEHOLDER.split(segment)  # text, conv, name, text, conv, name, ..., text
+    if len(pieces) == 1:
+        if "<" in segment or ">" in segment:
+            raise RuleError(f"malformed placeholder in {segment!r}: use <name>, <int:name>, <path:name>")
+        return fold(segment, case_sensitive)
+    regex = ["(?s)" if case_sensitive else "(?si)"]
+    names: list[str] = []
+    is_tail = False
+    for i, piece in enumerate(pieces):
+        kind = i % 3
+        if kind == 0:
+            if "<" in piece or ">" in piece:
+                raise RuleError(f"malformed placeholder in {segment!r}")
+            regex.append(re.escape(piece))
+        elif kind == 1:
+            if piece not in _CONVERTERS:
+                raise RuleError(f"unknown converter {piece!r}: use <name>, <int:name> or <path:name>")
+            if piece == "path":
+                # The last placeholder of the last segment, with nothing after it.
+                if not is_last or i + 1 != len(pieces) - 2 or pieces[-1]:
+                    raise RuleError("<path:...> may only be the last element of the path")
+                is_tail = True
+            regex.append(f"({_CONVERTERS[piece]})")
+        else:
+            if piece in captures:
+                raise RuleError(f"capture <{piece}> is used twice")
+            captures[piece] = pieces[i - 1]
+            names.append(piece)
+    return SegmentPattern(
+        regex=re.compile("".join(regex) + r"\Z"),
+        names=tuple(names),
+        head=fold(pieces[0], case_sensitive),
+        is_tail=is_tail,
+    )
+
+
+def parse_from(
+    text: str,
+    *,
+    case_sensitive: bool,
+    is_ignored: Callable[[str], bool],
+    canonical_host: Callable[[str], str | None],
+) -> FromParts:
+    """Parse a rule's ``from`` into its scope, canonical path or steps, and conditions."""
+    if not isinstance(text, str) or not text.strip():
+        raise RuleError("'from' must be a non-empty string")
+    host_text, raw_path, raw_query = _split_from(text)
+    host = None
+    if host_text is not None:
+        host = canonical_host(host_text)
+        if host is None:
+            raise RuleError(f"host {host_text!r} in 'from' is not declared under 'hosts:'")
+    captures: dict[str, str | None] = {}
+    segments = resolve_segments(_decode_rule_text(raw_path, "path"))
+    steps = tuple(
+        _compile_segment(s, case_sensitive, captures, i == len(segments) - 1)
+        for i, s in enumerate(segments)
+    )
+    if all(isinstance(s, str) for s in steps):
+        path = "/" + "/".join(s for s in steps if isinstance(s, str))
+        exact_steps: tuple[Step, ...] | None = None
+    else:
+        path = raw_path
+        exact_steps = steps
+    conditions = _parse_conditions(raw_query, case_sensitive, is_ignored, captures)
+    return FromParts(host, path, exact_steps, conditions, captures)
+
+
+def _parse_conditions(
+    raw_query: str,
+    case_sensitive: bool,
+    is_ignored: Callable[[str], bool],
+    captures: dict[str, str | None],
+) -> tuple[Condition, ...]:
+    conditions: list[Condition] = []
+    seen: set[str] = set()
+    for pair in re.split(r"[&;]", raw_query) if raw_query else ():
+        if not pair:
+            continue
+        if "=" not in pair:
+            raise RuleError(f"query condition {pair!r} must be NAME=VALUE")
+        raw_name, _, raw_value = pair.partition("=")
+        name = _decode_rule_text(raw_name.replace("+", " "), "query name")
+        if not name:
+            raise RuleError(f"query condition {pair!r} has an empty name")
+        if is_ignored(name):
+            raise RuleError(f"condition on {name!r}, a query name the map ignores (ignore_query)")
+        if name.lower() in seen:
+            raise RuleError(f"query name {name!r} has two conditions")
+        seen.add(name.lower())
+        placeholder = PLACEHOLDER.fullmatch(raw_value)
+        if placeholder:
+            converter, capture = placeholder.groups()
+            if converter not in (None, "int"):
+                raise RuleError(f"<{converter}:...> is not allowed in a query value")
+            if capture in captures:
+                raise RuleError(f"capture <{capture}> is used twice")
+            captures[capture] = converter
+            conditions.append(Condition(name.lower(), name, None, capture, converter))
+        elif "<" in raw_value or ">" in raw_value:
+            raise RuleError(f"a query placeholder must be the whole value, not {raw_value!r}")
+        else:
+            value = _decode_rule_text(raw_value.replace("+", " "), "query value")
+            conditions.append(
+                Condition(name.lower(), name, fold(value, case_sensitive), None, None)
+            )
+    return tuple(conditions)
+
+
+def parse_target(
+    text: str,
+    *,
+    new_site: str,
+    host_allowed: Callable[[str], bool],
+    captures: Mapping[str, str | None],
+    what: str = "to",
+) -> Target:
+    """Compile a ``to``/``see`` into a template whose every URL is https on an allowed host."""
+    if not isinstance(text, str) or not text.strip():
+        raise RuleError(f"'{what}' must be a non-empty string")
+    text = text.strip()
+    if _CONTROL_OR_SPACE.search(text):
+        raise RuleError(f"'{what}' contains a space or control character; escape it as %20")
+    if text.startswith("//"):
+        raise RuleError(f"'{what}' is protocol-relative; write a path or an https:// URL")
+    if text.startswith("/"):
+        url = new_site + text
+    elif text[:8].lower() == "https://":
+        url = text
+    elif text[:7].lower() == "http://":
+        raise RuleError(f"'{what}' must be https://, not http://")
+    else:
+        raise RuleError(f"'{what}' must be a path starting with '/' or an https:// URL")
+    try:
+        split = urlsplit(url)
+        split.port  # noqa: B018 - raises on a bad port
+    except ValueError as exc:
+        raise RuleError(f"'{what}' is not a valid URL: {exc}") from None
+    authority_end = url.find("/", len("https://"))
+    authority = url[len("https://") : authority_end if authority_end >= 0 else len(url)]
+    if "{" in authority or "}" in authority:
+        raise RuleError(f"'{what}' may not insert a capture into the host")
+    if "@" in authority or "\\" in url:
+        raise RuleError(f"'{what}' may not contain userinfo ('@') or a backslash")
+    host = (split.hostname or "").rstrip(".")
+    if not host_allowed(host):
+        raise RuleError(f"'{what}' points at {host!r}, which is not in allow_targets")
+    if authority_end < 0:
+        url += "/"
+    if _VALID_ESCAPES.search(url):
+        raise RuleError(f"'{what}' has a '%' that is not a %XX escape")
+    parts: list[str | tuple[str, str]] = []
+    query_at = url.find("?")
+    position = 0
+    for match in _TARGET_NAME.finditer(url):
+        name = match.group(1)
+        if name not in captures:
+            raise RuleError(f"'{what}' uses {{{name}}}, which 'from' does not capture")
+        fragment_at = url.find("#")
+        if 0 <= fragment_at < match.start():
+            raise RuleError(f"'{what}' may not insert a capture into the fragment")
+        in_query = 0 <= query_at < match.start()
+        safe = "/" if captures[name] == "path" and not in_query else ""
+        parts.append(quote(url[position : match.start()], safe=_TARGET_SAFE))
+        parts.append((name, safe))
+        position = match.end()
+    rest = url[position:]
+    if "{" in rest or "}" in rest or any("{" in p or "}" in p for p in parts if isinstance(p, str)):
+        raise RuleError(f"'{what}' has a brace that is not a {{name}} insert")
+    parts.append(quote(rest, safe=_TARGET_SAFE))
+    query = url[query_at + 1 :].partition("#")[0] if query_at >= 0 else ""
+    query_keys = frozenset(
+        _decode_rule_text(pair.partition("=")[0], "query name").lower()
+        for pair in re.split(r"[&;]", query)
+        if pair
+    )
+    text_parts = tuple(p for p in parts if p != "")
+    constant = "".join(p for p in text_parts if isinstance(p, str))
+    return Target(
+        parts=text_parts,
+        query_keys=query_keys,
+        has_query=query_at >= 0,
+        constant=constant if all(isinstance(p, str) for p in text_parts) else None,
+    )
+
+
+_CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f]")

@@ -1,0 +1,255 @@
+"""The request path: decide each request once, answer redirects directly, render the rest in Flask.
+
+gunicorn → ``GatewayMiddleware`` (method, Host, raw URI) → ``decide`` → an
+outcome. A redirect — the hot path — is answered right there, without entering
+Flask. Every other outcome is handed to the Flask app, whose one view renders
+it: the archive banner, the plain 400/404/405 answers and the ``/-/``
+endpoints. No answer is built from the Host header, and nothing raises a 500.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from html import escape
+from http import HTTPStatus
+from importlib.resources import files
+from typing import TYPE_CHECKING
+from urllib.parse import quote
+
+from flask import Flask, Response, jsonify, render_template, request
+from werkzeug.datastructures import LanguageAccept
+from werkzeug.http import parse_accept_header
+
+from gateway.canonical import wire_bytes
+from gateway.decide import decide
+from gateway.outcomes import (
+    BadRequest,
+    Gone,
+    MethodNotAllowed,
+    NotFound,
+    Outcome,
+    Redirect,
+    ServiceEndpoint,
+    UnknownHost,
+)
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+    from gateway.mapfile import RedirectMap
+    from gateway.maps import MapHolder
+
+log = logging.getLogger(__name__)
+
+OUTCOME_KEY = "gateway.outcome"
+MAP_KEY = "gateway.map"
+BANNER_MAX_AGE = 3600
+NO_STORE = "no-store"
+# Characters a URL may carry as they are; anything else from the request is escaped.
+_URL_CHARS = "/:@!$&'()*+,;=-._~%?"
+
+
+def request_target(environ: WSGIEnvironment) -> str:
+    """Return the raw request target: gunicorn's RAW_URI, else one rebuilt from PATH_INFO."""
+    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+    if raw:
+        return str(raw)
+    path = quote(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""), safe=_URL_CHARS)
+    query = environ.get("QUERY_STRING", "")
+    return f"{path}?{query}" if query else path or "/"
+
+
+class GatewayMiddleware:
+    """Decide every request; answer redirects here, pass every other outcome to Flask."""
+
+    def __init__(self, maps: MapHolder, flask_app: WSGIApplication) -> None:
+        self.maps = maps
+        self.flask_app = flask_app
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        redirect_map = self.maps.current()
+        try:
+            outcome = decide(
+                redirect_map,
+                environ.get("REQUEST_METHOD", "GET"),
+                environ.get("HTTP_HOST", ""),
+                request_target(environ),
+            )
+        except Exception:
+            log.exception("deciding failed for %r", environ.get("RAW_URI"))
+            outcome = BadRequest("the request could not be read")
+        if type(outcome) is Redirect:
+            return self._redirect(outcome, redirect_map, environ, start_response)
+        environ[OUTCOME_KEY] = outcome
+        environ[MAP_KEY] = redirect_map
+        return self.flask_app(environ, start_response)
+
+    @staticmethod
+    def _redirect(
+        outcome: Redirect,
+        redirect_map: RedirectMap,
+        environ: WSGIEnvironment,
+        start_response: StartResponse,
+    ) -> Iterable[bytes]:
+        location = outcome.location
+        body = (
+            b""
+            if environ.get("REQUEST_METHOD") == "HEAD"
+            else f'<!doctype html><title>Moved</title><a href="{escape(location)}">{escape(location)}</a>\n'.encode()
+        )
+        start_response(
+            f"{outcome.status} {HTTPStatus(outcome.status).phrase}",
+            [
+                ("Location", location),
+                ("Cache-Control", f"public, max-age={redirect_map.site.redirect_max_age}"),
+                ("Content-Type", "text/html; charset=utf-8"),
+                ("Content-Length", str(len(body)) if body else _head_length(location)),
+            ],
+        )
+        return [body]
+
+
+def _head_length(location: str) -> str:
+    escaped = escape(location)
+    return str(len(f'<!doctype html><title>Moved</title><a href="{escaped}">{escaped}</a>\n'.encode()))
+
+
+# --- rendering in Flask ---------------------------------------------------------------------
+
+
+def _style() -> tuple[str, str]:
+    """Read the banner's stylesheet once and return it with its CSP hash source."""
+    css = files("gateway").joinpath("static/banner.css").read_text(encoding="utf-8")
+    digest = base64.b64encode(hashlib.sha256(css.encode("utf-8")).digest()).decode("ascii")
+    return css, f"'sha256-{digest}'"
+
+
+def banner_language(outcome: Gone | NotFound, accept_language: str) -> str:
+    """Choose the banner's language: English for /en/ and /eng/ or when preferred over Russian."""
+    first = outcome.url.path.split("/", 2)[1].lower()
+    if first in ("en", "eng"):
+        return "en"
+    accept = parse_accept_header(accept_language, LanguageAccept)
+    english = max((q for lang, q in accept if lang.lower().split("-")[0] == "en"), default=0)
+    russian = max((q for lang, q in accept if lang.lower().split("-")[0] == "ru"), default=0)
+    return "en" if english > russian else "ru"
+
+
+def archive_url(redirect_map: RedirectMap, outcome: Gone | NotFound) -> str | None:
+    """Return the archived-copy link: the wayback prefix + http:// + host + the raw target."""
+    wayback = redirect_map.archive.wayback
+    if wayback is None:
+        return None
+    raw = quote(wire_bytes(outcome.url.raw_target), safe=_URL_CHARS)
+    return f"{wayback}http://{outcome.host}{raw}"
+
+
+def plain(status: int, text: str, **headers: str) -> Response:
+    """Return a short text/plain answer that no cache keeps."""
+    response = Response(text + "\n", status=status, mimetype="text/plain")
+    response.headers["Cache-Control"] = NO_STORE
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers.update(headers)
+    return response
+
+
+def init_app(app: Flask, maps: MapHolder) -> None:
+    """Wire the gateway into a Flask app: the middleware in front, one view behind it."""
+    css, style_source = _style()
+    csp = (
+        f"default-src 'none'; style-src {style_source}; img-src data:; "
+        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    )
+    endpoints: dict[str, Callable[[], Response]] = {"health": lambda: health(maps)}
+
+    def banner(outcome: Gone | NotFound, redirect_map: RedirectMap) -> Response:
+        lang = banner_language(outcome, request.headers.get("Accept-Language", ""))
+        notice = redirect_map.archive.notice_en if lang == "en" else redirect_map.archive.notice_ru
+        url = outcome.url
+        query = f"?{url.raw_query}" if url.raw_query else ""
+        html = render_template(
+            "banner.html",
+            lang=lang,
+            status=outcome.status,
+            notice=notice,
+            home_url=redirect_map.site.new_site + "/",
+            see_url=outcome.rule.see if isinstance(outcome, Gone) else None,
+            archive_url=archive_url(redirect_map, outcome),
+            requested_url=f"{outcome.host}{url.path_text}{query}",
+            style=css,
+        )
+        response = Response(html, status=outcome.status, mimetype="text/html")
+        response.headers.update(
+            {
+                "Cache-Control": f"public, max-age={BANNER_MAX_AGE}",
+                "Content-Security-Policy": csp,
+                "X-Content-Type-Options": "nosniff",
+                "Content-Language": lang,
+                "Referrer-Policy": "no-referrer",
+                "Vary": "Accept-Language",
+            }
+        )
+        return response
+
+    def answer() -> Response:
+        """Render the outcome the middleware decided (or decide now, for direct WSGI use)."""
+        outcome: Outcome | None = request.environ.get(OUTCOME_KEY)
+        redirect_map = request.environ.get(MAP_KEY) or maps.current()
+        if outcome is None:
+            outcome = decide(redirect_map, request.method, request.host, request_target(request.environ))
+        if isinstance(outcome, ServiceEndpoint):
+            if request.method not in ("GET", "HEAD"):
+                return plain(405, "Method not allowed.", Allow="GET, HEAD")
+            endpoint = endpoints.get(outcome.name)
+            return endpoint() if endpoint else plain(404, "No such service endpoint.")
+        if isinstance(outcome, MethodNotAllowed):
+            return plain(405, "Method not allowed: this site answers GET and HEAD.", Allow="GET, HEAD")
+        if isinstance(outcome, BadRequest):
+            return plain(400, f"Bad request: {outcome.reason}.")
+        if isinstance(outcome, UnknownHost):
+            return plain(404, "This host is not served here.")
+        if isinstance(outcome, Redirect):  # only when the middleware was bypassed
+            response = Response(status=outcome.status)
+            response.headers["Location"] = outcome.location
+            response.headers["Cache-Control"] = f"public, max-age={redirect_map.site.redirect_max_age}"
+            return response
+        try:
+            return banner(outcome, redirect_map)
+        except Exception:
+            log.exception("rendering the banner failed")
+            return plain(404, "Not found.")
+
+    app.view_functions["gateway.answer"] = answer
+    app.extensions["gateway.endpoints"] = endpoints
+    app.extensions["gateway.maps"] = maps
+    app.wsgi_app = GatewayMiddleware(maps, app.wsgi_app)  # type: ignore[method-assign]
+
+
+def health(maps: MapHolder) -> Response:
+    """Answer /-/health: which map is served, since when, and the last reload error."""
+    current = maps.current()
+    response = jsonify(
+        status="ok",
+        version=current.version,
+        rules=len(current.rules),
+        rules_by_kind=_count_kinds(current),
+        hosts=sorted(set(current.hosts.values())),
+        loaded_at=current.loaded_at.isoformat(),
+        last_error=maps.last_error,
+        now=datetime.now(UTC).isoformat(),
+    )
+    response.headers["Cache-Control"] = NO_STORE
+    return response
+
+
+def _count_kinds(redirect_map: RedirectMap) -> dict[str, int]:
+    kinds: dict[str, int] = {}
+    for rule in redirect_map.rules:
+        kind = "gone" if rule.status == 410 else rule.kind
+        kinds[kind] = kinds.get(kind, 0) + 1
+    return kinds
+
