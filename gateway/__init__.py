@@ -6,10 +6,10 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from flask import Flask
+from flask import Flask, Response
 from flask.typing import ResponseReturnValue
 
 from gateway import web
@@ -23,7 +23,8 @@ class GatewayFlask(Flask):
 
     def dispatch_request(self) -> ResponseReturnValue:
         """Render the decided outcome; Flask's URL routing plays no part."""
-        return self.view_functions["gateway.answer"]()
+        answer: Callable[[], Response] = self.extensions["gateway.answer"]
+        return answer()
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:

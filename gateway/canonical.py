@@ -147,10 +147,8 @@ def canonical_query(raw: bytes, is_ignored: Callable[[str], bool]) -> tuple[Para
 def canonical_host(host: str) -> str | None:
     """Return a Host header's canonical name (lowercase, no port or final dot, punycode)."""
     host = host.strip().lower()
-    if host.startswith("["):
-        host = host[: host.find("]") + 1]
-    else:
-        host = host.partition(":")[0]
+    # Drop the port; an IPv6 literal keeps its brackets.
+    host = host[: host.find("]") + 1] if host.startswith("[") else host.partition(":")[0]
     host = host.rstrip(".")
     if not host.isascii():
         try:

@@ -45,7 +45,9 @@ def decide(redirect_map: RedirectMap, method: str, host_header: str, target: str
         return UnknownHost(host_name or "")
     site = redirect_map.site
     try:
-        url = parse_request(host, target, case_sensitive=site.case_sensitive, is_ignored=site.is_ignored)
+        url = parse_request(
+            host, target, case_sensitive=site.case_sensitive, is_ignored=site.is_ignored
+        )
     except Malformed as exc:
         return BadRequest(str(exc))
     return answer(redirect_map, url)

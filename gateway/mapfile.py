@@ -1,4 +1,4 @@
-"""Read ``redirects.yaml`` and its includes into a validated ``RedirectMap``, or fail with every problem.
+"""Read ``redirects.yaml`` and its includes into a validated ``RedirectMap``, or every problem.
 
 Every problem is found here, at load time, and reported as ``FILE:LINE: error:
 message`` — all of them, not just the first. YAML is read event by event (with
@@ -25,8 +25,8 @@ import yaml
 
 from gateway.canonical import canonical_host, ignore_matcher
 from gateway.matcher import Matcher
-from gateway.rules import RuleError, Target, parse_from, parse_target
 from gateway.rules import Rule as Rule
+from gateway.rules import RuleError, Target, parse_from, parse_target
 
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -151,7 +151,7 @@ class YList(list[Any]):
         self.lines: list[int] = []
 
 
-_resolver = yaml.resolver.Resolver()
+_resolver: Any = yaml.resolver.Resolver()
 _constructor = yaml.constructor.SafeConstructor()
 _NO_KEY = object()
 
@@ -164,7 +164,7 @@ def _scalar(event: Any) -> Any:
         return event.value
     try:
         return _constructor.yaml_constructors[tag](_constructor, yaml.ScalarNode(tag, event.value))
-    except Exception:  # noqa: BLE001 - an odd scalar stays text; the schema reports it
+    except Exception:
         return event.value
 
 
@@ -195,14 +195,16 @@ def read_yaml(text: str, file: str) -> Any:
             frame[1] = _NO_KEY
             if key in container:
                 first = container.key_lines[key]
-                problems.append(Problem(file, line, f"duplicate key {key!r} (first at line {first})"))
+                problems.append(
+                    Problem(file, line, f"duplicate key {key!r} (first at line {first})")
+                )
             else:
                 container[key] = value
                 container.key_lines[key] = line
 
     try:
         for event in yaml.parse(text, Loader=_Loader):
-            line = event.start_mark.line + 1
+            line = event.start_mark.line + 1 if event.start_mark else 0
             if isinstance(event, yaml.AliasEvent):
                 raise _Refused(line, "YAML aliases (*name) are not allowed")
             if isinstance(event, yaml.DocumentStartEvent):
@@ -226,7 +228,12 @@ def read_yaml(text: str, file: str) -> Any:
             else:
                 if len(stack) >= MAX_DEPTH:
                     raise _Refused(line, f"nesting deeper than {MAX_DEPTH} levels")
-                stack.append([YMap(line) if isinstance(event, yaml.MappingStartEvent) else YList(line), _NO_KEY])
+                stack.append(
+                    [
+                        YMap(line) if isinstance(event, yaml.MappingStartEvent) else YList(line),
+                        _NO_KEY,
+                    ]
+                )
     except _Refused as refused:
         return None, [*problems, Problem(file, refused.line, refused.message)]
     except yaml.MarkedYAMLError as exc:
@@ -285,7 +292,10 @@ class _Report:
     def unknown_keys(self, node: YMap, allowed: tuple[str, ...], what: str) -> None:
         for key in node:
             if key not in allowed:
-                self.error(node.key_lines[key], f"unknown key {key!r} in {what} (allowed: {', '.join(allowed)})")
+                self.error(
+                    node.key_lines[key],
+                    f"unknown key {key!r} in {what} (allowed: {', '.join(allowed)})",
+                )
 
     def typed(self, node: YMap, key: str, kind: type | tuple[type, ...], what: str) -> Any:
         """Return node[key] when it has the right type; report it and return None otherwise."""
@@ -297,7 +307,9 @@ class _Report:
         else:
             ok = isinstance(value, kind)
         if not ok:
-            self.error(node.key_lines[key], f"{what} must be {_kind_name(kind)}, not {_describe(value)}")
+            self.error(
+                node.key_lines[key], f"{what} must be {_kind_name(kind)}, not {_describe(value)}"
+            )
             return None
         return value
 
@@ -307,7 +319,13 @@ def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
 
 
 def _kind_name(kind: type | tuple[type, ...]) -> str:
-    names = {str: "text", int: "a whole number", bool: "true or false", YMap: "a mapping", YList: "a list"}
+    names = {
+        str: "text",
+        int: "a whole number",
+        bool: "true or false",
+        YMap: "a mapping",
+        YList: "a list",
+    }
     return " or ".join(names.get(k, k.__name__) for k in _as_tuple(kind))
 
 
@@ -344,16 +362,27 @@ def _parse_site(report: _Report, node: Any, line: int) -> Site | None:
             report.error(node.line, "site.new_site is required (e.g. https://khv27.ru)")
         return None
     if not origin:
-        report.error(node.key_lines["new_site"], f"site.new_site must be an https origin like https://khv27.ru, not {new_site!r}")
+        report.error(
+            node.key_lines["new_site"],
+            f"site.new_site must be an https origin like https://khv27.ru, not {new_site!r}",
+        )
         return None
     allow = _text_list(report, node, "allow_targets", "site.allow_targets")
-    allow_targets = tuple(a.lower().rstrip(".") for a, _ in allow) if allow is not None else (origin.group(1).lower(),)
+    allow_targets = (
+        tuple(a.lower().rstrip(".") for a, _ in allow)
+        if allow is not None
+        else (origin.group(1).lower(),)
+    )
     for target, tline in allow or ():
         if "*" in target[2:] if target.startswith("*.") else "*" in target:
-            report.error(tline, f"allow_targets entry {target!r}: only a host or '*.host' is allowed")
+            report.error(
+                tline, f"allow_targets entry {target!r}: only a host or '*.host' is allowed"
+            )
     max_age = report.typed(node, "redirect_max_age", int, "site.redirect_max_age")
     if max_age is not None and max_age < 0:
-        report.error(node.key_lines["redirect_max_age"], "site.redirect_max_age must not be negative")
+        report.error(
+            node.key_lines["redirect_max_age"], "site.redirect_max_age must not be negative"
+        )
     case = report.typed(node, "case_sensitive", bool, "site.case_sensitive")
     ignore = _text_list(report, node, "ignore_query", "site.ignore_query")
     ignore_query = tuple(i for i, _ in ignore) if ignore is not None else DEFAULT_IGNORE_QUERY
@@ -366,7 +395,10 @@ def _parse_site(report: _Report, node: Any, line: int) -> Site | None:
         is_ignored=ignore_matcher(ignore_query),
     )
     if not site.host_allowed(origin.group(1)):
-        report.error(node.key_lines.get("allow_targets", node.line), "allow_targets must include the host of new_site")
+        report.error(
+            node.key_lines.get("allow_targets", node.line),
+            "allow_targets must include the host of new_site",
+        )
     return site
 
 
@@ -383,7 +415,10 @@ def _parse_hosts(report: _Report, node: Any, line: int) -> dict[str, str]:
             report.unknown_keys(value, ("aliases",), f"host {name!r}")
             names += _text_list(report, value, "aliases", f"aliases of {name!r}") or []
         elif value is not None:
-            report.error(hline, f"host {name!r} must map to {{}} or {{aliases: [...]}}, not {_describe(value)}")
+            report.error(
+                hline,
+                f"host {name!r} must map to {{}} or {{aliases: [...]}}, not {_describe(value)}",
+            )
         canonical = canonical_host(name) if "/" not in name else None
         if canonical is None:
             report.error(hline, f"{name!r} is not a host name")
@@ -393,7 +428,9 @@ def _parse_hosts(report: _Report, node: Any, line: int) -> dict[str, str]:
             if key is None:
                 report.error(aline, f"{alias!r} is not a host name")
             elif key in hosts:
-                report.error(aline, f"host {alias!r} is declared twice (first at line {where[key]})")
+                report.error(
+                    aline, f"host {alias!r} is declared twice (first at line {where[key]})"
+                )
             else:
                 hosts[key] = canonical
                 where[key] = aline
@@ -408,7 +445,10 @@ def _parse_archive(report: _Report, node: Any, line: int) -> Archive | None:
     notice = report.typed(node, "notice", YMap, "archive.notice")
     wayback = report.typed(node, "wayback", str, "archive.wayback")
     if wayback is not None and not re.match(r"https?://[^/\s]+/\S*\Z", wayback):
-        report.error(node.key_lines["wayback"], f"archive.wayback must be an http(s) URL prefix, not {wayback!r}")
+        report.error(
+            node.key_lines["wayback"],
+            f"archive.wayback must be an http(s) URL prefix, not {wayback!r}",
+        )
     if notice is None:
         if "notice" not in node:
             report.error(node.line, "archive.notice.ru is required")
@@ -485,13 +525,24 @@ def _compile_rule(
     see_url: str | None = None
     try:
         if to is not None:
-            target = parse_target(to, new_site=ctx.site.new_site, host_allowed=ctx.site.host_allowed, captures=parts.captures)
+            target = parse_target(
+                to,
+                new_site=ctx.site.new_site,
+                host_allowed=ctx.site.host_allowed,
+                captures=parts.captures,
+            )
     except RuleError as exc:
         fail("to", str(exc))
         ok = False
     try:
         if see is not None:
-            see_target = parse_target(see, new_site=ctx.site.new_site, host_allowed=ctx.site.host_allowed, captures={}, what="see")
+            see_target = parse_target(
+                see,
+                new_site=ctx.site.new_site,
+                host_allowed=ctx.site.host_allowed,
+                captures={},
+                what="see",
+            )
             see_url = see_target.constant
     except RuleError as exc:
         fail("see", str(exc))
@@ -570,7 +621,11 @@ def _csv_rules(ctx: _RuleContext, report: _Report, text: str) -> None:
         if header is None:
             header = [c.strip().lower() for c in row]
             if tuple(header) != CSV_HEADER[: len(header)] or len(header) < 2:
-                report.error(line, f"the header must be {','.join(CSV_HEADER)} (status and note optional), not {','.join(row)!r}")
+                report.error(
+                    line,
+                    f"the header must be {','.join(CSV_HEADER)} (status and note optional),"
+                    f" not {','.join(row)!r}",
+                )
                 return
             continue
         if not any(cell.strip() for cell in row):
@@ -598,7 +653,9 @@ def _csv_rules(ctx: _RuleContext, report: _Report, text: str) -> None:
         report.error(1, "the table is empty: it needs the header from,to,status,note")
 
 
-def _include_files(report: _Report, node: Any, line: int, base: Path, shown_base: str) -> Iterator[tuple[Path, str, int]]:
+def _include_files(
+    report: _Report, node: Any, line: int, base: Path, shown_base: str
+) -> Iterator[tuple[Path, str]]:
     if node is None:
         return
     if isinstance(node, str):
@@ -613,14 +670,16 @@ def _include_files(report: _Report, node: Any, line: int, base: Path, shown_base
             report.error(pline, f"each include must be a file pattern, not {_describe(pattern)}")
             continue
         if not pattern.endswith((".yaml", ".yml", ".csv")):
-            report.error(pline, f"include {pattern!r}: only .yaml, .yml and .csv files can be included")
+            report.error(
+                pline, f"include {pattern!r}: only .yaml, .yml and .csv files can be included"
+            )
             continue
         matches = sorted(glob.glob(str(base / pattern)))
         if not matches and not glob.has_magic(pattern):
             report.error(pline, f"include {pattern!r}: no such file")
         for match in matches:
             relative = os.path.relpath(match, base)
-            yield Path(match), os.path.normpath(os.path.join(shown_base, relative)), pline
+            yield Path(match), os.path.normpath(os.path.join(shown_base, relative))
 
 
 def load_map(path: str | os.PathLike[str]) -> RedirectMap:
@@ -642,7 +701,11 @@ def load_map(path: str | os.PathLike[str]) -> RedirectMap:
         raise MapError(problems)
     report = _Report(shown, problems)
     if not isinstance(root, YMap):
-        report.error(1, f"the map must be a mapping (version, site, hosts, archive, rules), not {_describe(root)}")
+        report.error(
+            1,
+            "the map must be a mapping (version, site, hosts, archive, rules),"
+            f" not {_describe(root)}",
+        )
         raise MapError(problems)
     report.unknown_keys(root, TOP_KEYS, "the map")
     version = report.typed(root, "version", int, "version")
@@ -657,7 +720,9 @@ def load_map(path: str | os.PathLike[str]) -> RedirectMap:
     ctx = _RuleContext(site, hosts)
     _yaml_rules(ctx, report, root.get("rules"), key_line("rules", 1))
     base, shown_base = main.parent, os.path.dirname(shown)
-    for file, shown_file, pline in _include_files(report, root.get("include"), key_line("include", 1), base, shown_base):
+    for file, shown_file in _include_files(
+        report, root.get("include"), key_line("include", 1), base, shown_base
+    ):
         sub_text, sub_data, sub_problems = read_text(file, shown_file)
         problems += sub_problems
         digest.update(b"\0" + shown_file.encode() + b"\0" + sub_data)
@@ -705,5 +770,11 @@ def _duplicates(rules: list[Rule]) -> list[Problem]:
         first = seen.setdefault(key, rule)
         if first is not rule:
             file, _, line = rule.source.rpartition(":")
-            problems.append(Problem(file, int(line), f"duplicate of the rule at {first.source} (same host, path and conditions)"))
+            problems.append(
+                Problem(
+                    file,
+                    int(line),
+                    f"duplicate of the rule at {first.source} (same host, path and conditions)",
+                )
+            )
     return problems

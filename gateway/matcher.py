@@ -46,7 +46,9 @@ def _conditions_hold(
         if condition.literal is not None:
             if (value if case_sensitive else value.lower()) != condition.literal:
                 return False
-        elif not value or (condition.converter == "int" and not (value.isascii() and value.isdigit())):
+        elif not value or (
+            condition.converter == "int" and not (value.isascii() and value.isdigit())
+        ):
             return False
         else:
             captures[condition.capture or ""] = value
@@ -82,7 +84,10 @@ class Matcher:
                 by_head_p = node.patterns.setdefault(len(step.head), {})
                 bucket = by_head_p.setdefault(step.head, [])
                 for existing, child in bucket:
-                    if existing.regex.pattern == step.regex.pattern and existing.names == step.names:
+                    if (
+                        existing.regex.pattern == step.regex.pattern
+                        and existing.names == step.names
+                    ):
                         node = child
                         break
                 else:
@@ -144,7 +149,10 @@ class Matcher:
                 for step, rule in by_head.get(key[:length], ()):
                     found = step.regex.match(rest)
                     if found:
-                        yield rule, {**captures, **dict(zip(step.names, found.groups(), strict=True))}
+                        yield (
+                            rule,
+                            {**captures, **dict(zip(step.names, found.groups(), strict=True))},
+                        )
         child = node.literal.get(key)
         if child is not None:
             yield from self._walk(child, keys, texts, i + 1, captures)

@@ -161,7 +161,9 @@ def _compile_segment(
     pieces = PLACEHOLDER.split(segment)  # text, conv, name, text, conv, name, ..., text
     if len(pieces) == 1:
         if "<" in segment or ">" in segment:
-            raise RuleError(f"malformed placeholder in {segment!r}: use <name>, <int:name>, <path:name>")
+            raise RuleError(
+                f"malformed placeholder in {segment!r}: use <name>, <int:name>, <path:name>"
+            )
         return fold(segment, case_sensitive)
     regex = ["(?s)" if case_sensitive else "(?si)"]
     names: list[str] = []
@@ -174,7 +176,9 @@ def _compile_segment(
             regex.append(re.escape(piece))
         elif kind == 1:
             if piece not in _CONVERTERS:
-                raise RuleError(f"unknown converter {piece!r}: use <name>, <int:name> or <path:name>")
+                raise RuleError(
+                    f"unknown converter {piece!r}: use <name>, <int:name> or <path:name>"
+                )
             if piece == "path":
                 # The last placeholder of the last segment, with nothing after it.
                 if not is_last or i + 1 != len(pieces) - 2 or pieces[-1]:

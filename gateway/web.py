@@ -96,26 +96,23 @@ class GatewayMiddleware:
         start_response: StartResponse,
     ) -> Iterable[bytes]:
         location = outcome.location
-        body = (
-            b""
-            if environ.get("REQUEST_METHOD") == "HEAD"
-            else f'<!doctype html><title>Moved</title><a href="{escape(location)}">{escape(location)}</a>\n'.encode()
-        )
+        body = redirect_body(location)
         start_response(
             f"{outcome.status} {HTTPStatus(outcome.status).phrase}",
             [
                 ("Location", location),
                 ("Cache-Control", f"public, max-age={redirect_map.site.redirect_max_age}"),
                 ("Content-Type", "text/html; charset=utf-8"),
-                ("Content-Length", str(len(body)) if body else _head_length(location)),
+                ("Content-Length", str(len(body))),  # HEAD: the length GET would send
             ],
         )
-        return [body]
+        return [] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
 
 
-def _head_length(location: str) -> str:
-    escaped = escape(location)
-    return str(len(f'<!doctype html><title>Moved</title><a href="{escaped}">{escaped}</a>\n'.encode()))
+def redirect_body(location: str) -> bytes:
+    """Return the tiny HTML body of a redirect: a link to where it goes."""
+    href = escape(location)
+    return f'<!doctype html><title>Moved</title><a href="{href}">{href}</a>\n'.encode()
 
 
 # --- rendering in Flask ---------------------------------------------------------------------
@@ -200,14 +197,18 @@ def init_app(app: Flask, maps: MapHolder) -> None:
         outcome: Outcome | None = request.environ.get(OUTCOME_KEY)
         redirect_map = request.environ.get(MAP_KEY) or maps.current()
         if outcome is None:
-            outcome = decide(redirect_map, request.method, request.host, request_target(request.environ))
+            outcome = decide(
+                redirect_map, request.method, request.host, request_target(request.environ)
+            )
         if isinstance(outcome, ServiceEndpoint):
             if request.method not in ("GET", "HEAD"):
                 return plain(405, "Method not allowed.", Allow="GET, HEAD")
             endpoint = endpoints.get(outcome.name)
             return endpoint() if endpoint else plain(404, "No such service endpoint.")
         if isinstance(outcome, MethodNotAllowed):
-            return plain(405, "Method not allowed: this site answers GET and HEAD.", Allow="GET, HEAD")
+            return plain(
+                405, "Method not allowed: this site answers GET and HEAD.", Allow="GET, HEAD"
+            )
         if isinstance(outcome, BadRequest):
             return plain(400, f"Bad request: {outcome.reason}.")
         if isinstance(outcome, UnknownHost):
@@ -215,7 +216,9 @@ def init_app(app: Flask, maps: MapHolder) -> None:
         if isinstance(outcome, Redirect):  # only when the middleware was bypassed
             response = Response(status=outcome.status)
             response.headers["Location"] = outcome.location
-            response.headers["Cache-Control"] = f"public, max-age={redirect_map.site.redirect_max_age}"
+            response.headers["Cache-Control"] = (
+                f"public, max-age={redirect_map.site.redirect_max_age}"
+            )
             return response
         try:
             return banner(outcome, redirect_map)
@@ -223,7 +226,7 @@ def init_app(app: Flask, maps: MapHolder) -> None:
             log.exception("rendering the banner failed")
             return plain(404, "Not found.")
 
-    app.view_functions["gateway.answer"] = answer
+    app.extensions["gateway.answer"] = answer
     app.extensions["gateway.endpoints"] = endpoints
     app.extensions["gateway.maps"] = maps
     app.wsgi_app = GatewayMiddleware(maps, app.wsgi_app)  # type: ignore[method-assign]
@@ -252,4 +255,3 @@ def _count_kinds(redirect_map: RedirectMap) -> dict[str, int]:
         kind = "gone" if rule.status == 410 else rule.kind
         kinds[kind] = kinds.get(kind, 0) + 1
     return kinds
-
