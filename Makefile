@@ -1,0 +1,61 @@
+# legacy-gateway: install, serve, check.  `make help` lists the targets.
+#
+# Everything runs from a virtualenv that the stamp below (re)creates when setup.cfg or
+# pyproject.toml change, so a clean clone needs only python3 and make.
+
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+# `make run` settings (the same variables gunicorn.conf.py reads).
+GATEWAY_MAP ?= redirects.yaml
+GATEWAY_BIND ?= 127.0.0.1:8080
+
+.PHONY: all install run test lint typecheck fmt bench fuzz clean help
+
+# The first target is the default: check everything, destroy nothing.
+all: test ## the default: same as make test
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+install: $(STAMP) ## create the virtualenv and install the project with its dev tools
+
+run: $(STAMP) ## serve GATEWAY_MAP (redirects.yaml) on GATEWAY_BIND (127.0.0.1:8080)
+	GATEWAY_MAP='$(GATEWAY_MAP)' GATEWAY_BIND='$(GATEWAY_BIND)' \
+		$(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
+
+test: lint typecheck ## lint, type-check, then run the test suite
+	$(BIN)/pytest -q
+
+lint: $(STAMP) ## ruff check and ruff format --check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP) ## mypy (strict) on the gateway package
+	$(BIN)/mypy
+
+fmt: $(STAMP) ## format and apply ruff's safe fixes
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+# bench/ and fuzz/ come later; until then these say so and fail.
+bench: $(STAMP) ## run the benchmarks (bench/run.sh)
+	@if [ -f bench/run.sh ]; then VENV='$(VENV)' ./bench/run.sh; \
+	else echo 'make bench: bench/run.sh does not exist yet' >&2; exit 1; fi
+
+fuzz: $(STAMP) ## run the fuzzers (fuzz/run.sh)
+	@if [ -f fuzz/run.sh ]; then VENV='$(VENV)' ./fuzz/run.sh; \
+	else echo 'make fuzz: fuzz/run.sh does not exist yet' >&2; exit 1; fi
+
+clean: ## remove the virtualenv, caches and build output
+	rm -rf '$(VENV)' build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis \
+		bench/out fuzz/corpus-tmp
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+help: ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | \
+		awk 'BEGIN { FS = ":.*## " } { printf "  make %-10s %s\n", $$1, $$2 }'
