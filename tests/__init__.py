@@ -1,0 +1,1 @@
+"""Tests for legacy-gateway (a package, so test modules can share `tests.support`)."""
