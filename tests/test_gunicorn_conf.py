@@ -1,0 +1,94 @@
+"""gunicorn.conf.py: settings from the environment, and no start on a map that fails to load."""
+
+from __future__ import annotations
+
+import os
+import re
+import runpy
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support import GUNICORN_CONF, GunicornServer, ServerStartError, WriteMap
+
+BAD_MAP = """
+    version: 1
+    site:
+      new_site: https://khv27.ru
+    hosts:
+      khabarovskadm.ru: {}
+    archive:
+      notice:
+        ru: "Архив"
+    rules:
+      - from: /a
+        to: https://evil.example/
+      - from: /b
+        status: 418
+"""
+
+
+def load_conf(monkeypatch: pytest.MonkeyPatch, **env: str) -> dict[str, Any]:
+    for name in ("GATEWAY_BIND", "GATEWAY_WORKERS", "GATEWAY_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return runpy.run_path(str(GUNICORN_CONF))
+
+
+def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    conf = load_conf(monkeypatch)
+    assert conf["bind"] == "127.0.0.1:8080"
+    assert conf["workers"] == (os.cpu_count() or 2)
+    assert conf["threads"] == 4
+    assert conf["worker_class"] == "gthread"
+    assert conf["limit_request_line"] == 8190
+    assert conf["control_socket_disable"] is True
+
+
+def test_environment_sizes_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    conf = load_conf(
+        monkeypatch, GATEWAY_BIND="0.0.0.0:9000", GATEWAY_WORKERS="3", GATEWAY_THREADS=" 8 "
+    )
+    assert (conf["bind"], conf["workers"], conf["threads"]) == ("0.0.0.0:9000", 3, 8)
+
+
+@pytest.mark.parametrize("value", ["many", "0", "-2"])
+def test_a_bad_count_stops_with_a_message(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    with pytest.raises(SystemExit, match=f"GATEWAY_WORKERS must be a positive integer.*{value}"):
+        load_conf(monkeypatch, GATEWAY_WORKERS=value)
+
+
+def _refusal(map_path: Path, tmp_path: Path) -> ServerStartError:
+    server = GunicornServer(log_path=tmp_path / "gunicorn.log")
+    with pytest.raises(ServerStartError) as info:
+        server.start(map_path)
+    assert not server.running
+    return info.value
+
+
+@pytest.mark.http
+def test_refuses_to_start_on_a_bad_map(write_map: WriteMap, tmp_path: Path) -> None:
+    bad = write_map(BAD_MAP)
+    error = _refusal(bad, tmp_path)
+    assert error.returncode == 1
+    assert "Traceback" not in error.log
+    assert "Booting worker" not in error.log  # refused before any worker started
+    where = re.escape(str(bad))
+    problems = re.findall(rf"^{where}:\d+: error: .+$", error.log, re.MULTILINE)
+    assert len(problems) >= 2
+    assert re.search(
+        rf"^gateway: refusing to start: {len(problems)} problem\(s\) in {where}$",
+        error.log,
+        re.MULTILINE,
+    )
+
+
+@pytest.mark.http
+def test_refuses_to_start_without_a_map(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-map.yaml"
+    error = _refusal(missing, tmp_path)
+    assert error.returncode == 1
+    assert "Traceback" not in error.log
+    assert re.search(rf"^gateway: refusing to start: .*{re.escape(str(missing))}", error.log, re.M)
