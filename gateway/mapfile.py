@@ -171,7 +171,7 @@ def _scalar(event: Any) -> Any:
 def read_yaml(text: str, file: str) -> Any:
     """Compose one YAML document into YMap/YList/scalars, refusing anchors, aliases and tags."""
     problems: list[Problem] = []
-    stack: list[list[Any]] = []  # [container, pending key]
+    stack: list[list[Any]] = []  # [container, pending key, line of that key]
     root: Any = _NO_KEY
     documents = 0
 
@@ -190,17 +190,19 @@ def read_yaml(text: str, file: str) -> Any:
                 problems.append(Problem(file, line, f"a key must be text, not {value!r}"))
                 value = repr(value)
             frame[1] = value
+            frame[2] = line
         else:
-            key = frame[1]
+            # A key's line, not its value's: a block value starts on the line after the key.
+            key, key_line = frame[1], frame[2]
             frame[1] = _NO_KEY
             if key in container:
                 first = container.key_lines[key]
                 problems.append(
-                    Problem(file, line, f"duplicate key {key!r} (first at line {first})")
+                    Problem(file, key_line, f"duplicate key {key!r} (first at line {first})")
                 )
             else:
                 container[key] = value
-                container.key_lines[key] = line
+                container.key_lines[key] = key_line
 
     try:
         for event in yaml.parse(text, Loader=_Loader):
@@ -232,6 +234,7 @@ def read_yaml(text: str, file: str) -> Any:
                     [
                         YMap(line) if isinstance(event, yaml.MappingStartEvent) else YList(line),
                         _NO_KEY,
+                        0,
                     ]
                 )
     except _Refused as refused:
