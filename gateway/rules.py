@@ -300,8 +300,10 @@ def parse_target(
         split.port  # noqa: B018 - raises on a bad port
     except ValueError as exc:
         raise RuleError(f"'{what}' is not a valid URL: {exc}") from None
-    authority_end = url.find("/", len("https://"))
-    authority = url[len("https://") : authority_end if authority_end >= 0 else len(url)]
+    # The authority ends at the first '/', '?' or '#' (RFC 3986 §3.2), as urlsplit reads it.
+    ends = [i for i in (url.find(ch, len("https://")) for ch in "/?#") if i >= 0]
+    authority_end = min(ends, default=len(url))
+    authority = url[len("https://") : authority_end]
     if "{" in authority or "}" in authority:
         raise RuleError(f"'{what}' may not insert a capture into the host")
     if "@" in authority or "\\" in url:
@@ -309,8 +311,9 @@ def parse_target(
     host = (split.hostname or "").rstrip(".")
     if not host_allowed(host):
         raise RuleError(f"'{what}' points at {host!r}, which is not in allow_targets")
-    if authority_end < 0:
-        url += "/"
+    if url[authority_end : authority_end + 1] != "/":
+        # "https://khv27.ru?x=1" means "https://khv27.ru/?x=1": the path is "/".
+        url = f"{url[:authority_end]}/{url[authority_end:]}"
     if _VALID_ESCAPES.search(url):
         raise RuleError(f"'{what}' has a '%' that is not a %XX escape")
     parts: list[str | tuple[str, str]] = []
