@@ -316,8 +316,13 @@ def _render_nginx(
     # "" first: a request without Host keeps an empty $host, as the gateway sees it.
     w(f'    server_name "" {names};')
     w("    server_tokens off;")
+    w("    # nginx's own errors (400 for a request it cannot parse, 502 when the gateway is down)")
+    w("    # are never cached, like the gateway's 400/404/405 answers.")
+    w('    add_header Cache-Control "no-store" always;')
     w("")
     w("    location / {")
+    w("        # An empty value adds nothing: the gateway's own Cache-Control passes unchanged.")
+    w('        add_header Cache-Control "";')
     for status in statuses:
         w(f'        if ($legacy_gw_answer ~ "^{status} (.+)$") {{')
         w(f'            add_header Cache-Control "public, max-age={site.redirect_max_age}" always;')
