@@ -26,7 +26,7 @@ install: $(STAMP) ## create the virtualenv and install the project with its dev 
 
 run: $(STAMP) ## serve GATEWAY_MAP (redirects.yaml) on GATEWAY_BIND (127.0.0.1:8080)
 	GATEWAY_MAP='$(GATEWAY_MAP)' GATEWAY_BIND='$(GATEWAY_BIND)' \
-		$(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
+		exec $(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
 
 test: lint typecheck ## lint, type-check, then run the test suite
 	$(BIN)/pytest -q
