@@ -9,6 +9,7 @@ and matcher as the server.
 from __future__ import annotations
 
 import os
+import sys
 from typing import TYPE_CHECKING
 
 import click
@@ -37,6 +38,284 @@ def main() -> None:
 @main.group()
 def export() -> None:
     """Compile the map for engines that serve at scale (nginx, CDNs, spreadsheets)."""
+
+
+# --- ops (issue 3): check, explain, import, coverage --------------------------------------
+# Thin wrappers: the work is in gateway.ops.*, imported inside each command to keep
+# `gateway --help` fast.
+
+
+def _ops_map(map_path: str) -> RedirectMap:
+    """Load the map, or print its problems (FILE:LINE: error: ...) on stderr and exit 1."""
+    from gateway.mapfile import MapError, load_map
+
+    try:
+        return load_map(map_path)
+    except MapError as exc:
+        for problem in exc.problems:
+            click.echo(str(problem), err=True)
+        click.echo(f"{map_path}: does not load; run `gateway check` for details", err=True)
+        raise SystemExit(1) from None
+
+
+def _served_host(redirect_map: RedirectMap, host: str | None) -> str | None:
+    """Return --host as a served host, or stop with a usage error naming the hosts."""
+    if host is None:
+        return None
+    served = redirect_map.host_of(host)
+    if served is None:
+        names = ", ".join(sorted(set(redirect_map.hosts.values())))
+        raise click.BadParameter(f"{host!r} is not under hosts: ({names})", param_hint="--host")
+    return served
+
+
+def _echo_json(value: object) -> None:
+    import json
+
+    click.echo(json.dumps(value, ensure_ascii=False, indent=2))
+
+
+def _progress_wanted() -> bool:
+    return sys.stderr.isatty()
+
+
+HOST_OPTION = click.option(
+    "--host",
+    metavar="HOST",
+    help="The host of URLs given as a path (default: the first host under hosts:).",
+)
+JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")
+
+
+@main.command("check")
+@MAP_OPTION
+@click.option("--strict", is_flag=True, help="Fail on warnings too.")
+@JSON_OPTION
+def check_command(map_path: str, strict: bool, as_json: bool) -> None:
+    """Check the map: every problem as FILE:LINE, then a one-line summary.
+
+    The map's `nginx -t`: the loader's errors, then warnings about rules that load
+    but are wrong (a pattern an earlier rule always answers first, an exact rule a
+    pattern answers the same way, rules that differ only by encoding or case, a
+    target on a legacy host), and an error for each `examples:` URL that its rule
+    does not answer.
+
+    Exit status: 0 fine; 1 errors (or warnings, with --strict); 2 bad usage.
+
+    \b
+    Example:
+      $ gateway check --map redirects.yaml
+      redirects.yaml:96: warning: redundant: the pattern at redirects.yaml:80 ...
+      redirects.yaml: 16 rules (10 exact, 2 query, 0 pattern, 4 gone), 4 hosts
+      (+1 alias): 0 errors, 1 warning
+    """
+    from gateway.ops.check import check, summary_line, to_json
+
+    report = check(map_path)
+    if as_json:
+        _echo_json(to_json(report, strict))
+    else:
+        for problem in report.problems:
+            click.echo(str(problem))
+        click.echo(summary_line(report))
+    raise SystemExit(1 if report.failed(strict) else 0)
+
+
+@main.command("explain")
+@MAP_OPTION
+@click.argument("urls", nargs=-1, required=True, metavar="URL...")
+@HOST_OPTION
+@JSON_OPTION
+def explain_command(map_path: str, urls: tuple[str, ...], host: str | None, as_json: bool) -> None:
+    """Show which rule answers each URL, and why, step by step.
+
+    A URL is a full URL, host/path, or a path (taken on --host). For each: the
+    host, path and query in canonical form, the rule that answers (FILE:LINE,
+    from, to) and the response (status and Location, or the banner and why),
+    decided by the same code as the server.
+
+    Exit status: 0 explained (whatever the answer); 1 the map does not load.
+
+    \b
+    Example:
+      $ gateway explain '/press-center/news/detail.php?ID=12345&utm_source=vk'
+      $ gateway explain --host int.khabarovskadm.ru /en/about_city/friend_cities/
+      $ gateway explain --json https://www.khabarovskadm.ru/upload/a.pdf
+    """
+    from gateway.ops.explain import explain, render, to_json
+
+    redirect_map = _ops_map(map_path)
+    explanations = [explain(redirect_map, url, host) for url in urls]
+    if as_json:
+        _echo_json([to_json(e) for e in explanations])
+        return
+    click.echo("\n\n".join(render(e) for e in explanations))
+
+
+@main.command("import")
+@MAP_OPTION
+@click.argument("csv_file", type=click.Path(exists=True, dir_okay=False), metavar="FILE.csv")
+@click.option(
+    "--into",
+    default="redirects.d/imported.csv",
+    show_default=True,
+    help="The table to write, relative to the map's folder.",
+)
+@click.option(
+    "--host",
+    metavar="HOST",
+    help="The host of rows whose old URL is a path (default: every host, like /path in the map).",
+)
+@click.option("--skip-bad", is_flag=True, help="Write the good rows even when some are bad.")
+@click.option("--dry-run", is_flag=True, help="Check the rows; write nothing.")
+def import_command(
+    map_path: str,
+    csv_file: str,
+    into: str,
+    host: str | None,
+    skip_bad: bool,
+    dry_run: bool,
+) -> None:
+    """Import a spreadsheet of old -> new URLs as a rule table the map includes.
+
+    Columns old_url,new_url[,status][,note], a header row or none, comma or
+    semicolon, UTF-8 (BOM or not) or windows-1251. A blank new_url or status 410
+    means "no equivalent" (a 410 banner). Each row is canonicalised and compiled
+    with the map's own rule compiler (declared hosts, allowed targets); among rows
+    for the same rule the first wins and each later conflicting row is an error;
+    rows that the map already has, or already answers the same way, are dropped.
+
+    Nothing is written while there are errors, unless --skip-bad (the bad rows are
+    listed). The map file itself is never edited: if its include: does not name
+    the table yet, the line to add is printed. If it does, the map is reloaded and
+    the old table put back should the new one break it.
+
+    Exit status: 0 written (or, with --dry-run, no errors); 1 errors, nothing
+    written; 2 bad usage.
+
+    \b
+    Example:
+      $ gateway import old-site.csv --into redirects.d/news.csv
+      $ gateway import --host edu.khabarovskadm.ru --skip-bad edu.csv
+    """
+    from gateway.ops.importer import ImportFailed, plan_import, write_table
+
+    redirect_map = _ops_map(map_path)
+    _served_host(redirect_map, host)
+    try:
+        if os.path.getsize(csv_file) > 1 << 18 and _progress_wanted():
+            with open(csv_file, "rb") as counted:
+                rows = sum(1 for _ in counted)
+            with click.progressbar(length=rows, label="checking rows", file=sys.stderr) as bar:
+                plan = plan_import(
+                    redirect_map, csv_file, into=into, host=host, progress=bar.update
+                )
+        else:
+            plan = plan_import(redirect_map, csv_file, into=into, host=host)
+    except ImportFailed as exc:
+        raise click.ClickException(str(exc)) from None
+    header = "with a header row" if plan.header else "no header row"
+    delimiter = {",": "comma", ";": "semicolon", "\t": "tab"}[plan.delimiter]
+    click.echo(f"{csv_file}: {plan.rows_read} rows ({plan.encoding}, {delimiter}, {header})")
+    for problem in plan.problems:
+        click.echo(str(problem))
+    errors, bad = len(plan.errors), plan.bad_lines
+    if errors:
+        click.echo(f"{errors} error{'s' * (errors != 1)} in {len(bad)} rows: lines {_lines(bad)}")
+    if dry_run or (errors and not skip_bad):
+        verdict = "dry run" if dry_run else "nothing written"
+        hint = (
+            "" if dry_run else f" (fix them, or --skip-bad to write the {len(plan.rows)} good rows)"
+        )
+        click.echo(f"{verdict}: {len(plan.rows)} rules would go to {plan.into_shown}{hint}")
+        raise SystemExit(1 if errors else 0)
+    if not plan.rows:
+        click.echo("nothing written: no good rows")
+        raise SystemExit(1)
+    result = write_table(redirect_map, plan)
+    if result.problems:
+        for problem in result.problems:
+            click.echo(str(problem))
+        click.echo(f"{result.shown} not written: the map would not load with it (undone)")
+        raise SystemExit(1)
+    skipped = f"; skipped the bad rows: lines {_lines(bad)}" if bad else ""
+    click.echo(f"wrote {result.rows} rules to {result.shown}{skipped}")
+    if result.included:
+        click.echo(f"{redirect_map.path} includes it and loads: {result.map_rules} rules")
+    else:
+        relative = os.path.relpath(result.path, os.path.dirname(redirect_map.path) or ".")
+        click.echo(
+            f"{redirect_map.path} does not include it yet: add it to include:, e.g.\n"
+            f"  include: [{relative}]"
+        )
+
+
+def _lines(lines: tuple[int, ...]) -> str:
+    shown = ", ".join(map(str, lines[:20]))
+    return shown + (f", ... ({len(lines)} in all)" if len(lines) > 20 else "")
+
+
+@main.command("coverage")
+@MAP_OPTION
+@click.argument(
+    "logs",
+    nargs=-1,
+    required=True,
+    metavar="LOG...",
+    type=click.Path(exists=True, dir_okay=False, allow_dash=True),
+)
+@HOST_OPTION
+@click.option("--top", default=20, show_default=True, help="How many draft rules to show.")
+@JSON_OPTION
+@click.option(
+    "--html",
+    "html_file",
+    type=click.Path(dir_okay=False),
+    help="Also write a self-contained HTML report here.",
+)
+def coverage_command(
+    map_path: str,
+    logs: tuple[str, ...],
+    host: str | None,
+    top: int,
+    as_json: bool,
+    html_file: str | None,
+) -> None:
+    """Replay access logs through the map: what redirects, what is gone, what falls through.
+
+    Reads combined or common log format (a leading virtual host too), the
+    gateway's JSON access-log lines, or plain lists of URLs; .gz files; - for
+    stdin. Requests without a host are taken on --host. Page furniture and scanner
+    noise that no rule answers are skipped and counted. The unmapped URLs with the
+    most hits are grouped into draft rules (numbers collapsed into <int:id>).
+
+    Exit status: 0 done; 1 the map does not load; 2 bad usage.
+
+    \b
+    Example:
+      $ gateway coverage /var/log/nginx/access.log*.gz --top 30
+      $ zcat old-*.log.gz | gateway coverage - --json > coverage.json
+      $ gateway coverage --html coverage.html access.log
+    """
+    from gateway.ops.coverage import coverage, render, to_json
+    from gateway.ops.coverage_html import render_html
+
+    redirect_map = _ops_map(map_path)
+    _served_host(redirect_map, host)
+    sizes = [os.path.getsize(name) for name in logs if name != "-"]
+    if _progress_wanted() and sum(sizes) > 1 << 24:
+        with click.progressbar(length=sum(sizes), label="replaying", file=sys.stderr) as bar:
+            report = coverage(redirect_map, logs, host=host, top=top, progress=bar.update)
+    else:
+        report = coverage(redirect_map, logs, host=host, top=top)
+    if html_file is not None:
+        with open(html_file, "w", encoding="utf-8") as out:
+            out.write(render_html(report, redirect_map.path, list(logs)))
+        click.echo(f"wrote {html_file}", err=True)
+    if as_json:
+        _echo_json(to_json(report))
+    else:
+        click.echo(render(report, top))
 
 
 # --- export (issue 7): the map compiled for nginx, Cloudflare and spreadsheets -----------

@@ -573,6 +573,18 @@ def _compile_rule(
     )
 
 
+def compile_rule(
+    site: Site, hosts: dict[str, str], file: str, line: int, fields: dict[str, Any]
+) -> tuple[Rule | None, list[Problem]]:
+    """Compile one rule's fields (from, to, status, see, note) exactly as the loader would."""
+    # For tools that write rules (gateway import): one compiler, so a row that passes here
+    # loads the same way from the table it is written to.
+    problems: list[Problem] = []
+    ctx = _RuleContext(site, hosts)
+    _compile_rule(ctx, _Report(file, problems), line, fields, {})
+    return (ctx.rules[0] if ctx.rules else None), problems
+
+
 _RULE_TYPES: dict[str, type | tuple[type, ...]] = {
     "from": str,
     "to": str,

@@ -1,0 +1,359 @@
+"""``gateway explain``: which rule answers a URL, and why, step by step.
+
+The answer comes from ``gateway.decide.decide`` — the function the server calls —
+and the steps shown beside it (host, path, query in canonical form) come from
+``gateway.canonical``'s own functions, so the explanation is the server's reasoning,
+not a second implementation of it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import quote, unquote_to_bytes
+
+from gateway.canonical import (
+    Malformed,
+    canonical_host,
+    decode,
+    resolve_segments,
+    split_target,
+    wire_bytes,
+)
+from gateway.decide import decide
+from gateway.mapfile import RedirectMap
+from gateway.ops.urls import request_of
+from gateway.outcomes import (
+    BadRequest,
+    Gone,
+    MethodNotAllowed,
+    NotFound,
+    Outcome,
+    Redirect,
+    ServiceEndpoint,
+    UnknownHost,
+)
+from gateway.rules import Rule
+from gateway.web import BANNER_MAX_AGE, NO_STORE, archive_url, banner_language
+
+# Printable ASCII other than '%' stays as typed when a raw URL is shown.
+_PRINTABLE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%") + "%"
+
+
+@dataclass(frozen=True)
+class HostStep:
+    """The host: as given, canonical, and the served host it stands for (None: not served)."""
+
+    given: str
+    canonical: str | None
+    served: str | None
+    source: str = "url"  # where the host came from: url, --host, or default (first host)
+
+
+@dataclass(frozen=True)
+class PathStep:
+    """The path: raw, percent-decoded (and from which encoding), its segments, canonical key."""
+
+    raw: str
+    decoded: str | None = None
+    encoding: str | None = None
+    segments: tuple[str, ...] = ()
+    canonical: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class QueryStep:
+    """The query: raw, the significant parameters (name, value), and the ignored names."""
+
+    raw: str
+    significant: tuple[tuple[str, str], ...] = ()
+    ignored: tuple[str, ...] = ()
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Response:
+    """What the client gets: status, headers that matter, and for banners why and what is shown."""
+
+    status: int
+    kind: str  # redirect, banner, plain, service
+    location: str | None = None
+    cache_control: str | None = None
+    reason: str | None = None
+    see: str | None = None
+    archive: str | None = None
+    language: str | None = None
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """One URL explained: the canonical steps, the rule that answers and the response."""
+
+    url: str
+    host: HostStep
+    path: PathStep | None
+    query: QueryStep | None
+    rule: Rule | None
+    captures: dict[str, str] = field(default_factory=dict)
+    response: Response = field(default_factory=lambda: Response(0, "plain"))
+    outcome: Outcome | None = None
+
+
+def explain(redirect_map: RedirectMap, text: str, host: str | None = None) -> Explanation:
+    """Explain how the server answers a GET for a URL (a path is taken on ``host``)."""
+    host_header, target = request_of(text, host or redirect_map.default_host)
+    outcome = decide(redirect_map, "GET", host_header, target)
+    host_step, path_step, query_step = _steps(redirect_map, host_header, target)
+    if host_step.source != "url":
+        host_step = replace(host_step, source="--host" if host else "default")
+    rule = outcome.rule if isinstance(outcome, (Redirect, Gone)) else None
+    captures: dict[str, str] = {}
+    if rule is not None and isinstance(outcome, (Redirect, Gone)):
+        found = redirect_map.matcher.match(outcome.url, outcome.host)
+        captures = dict(found.captures) if found is not None else {}
+    return Explanation(
+        url=text,
+        host=host_step,
+        path=path_step,
+        query=query_step,
+        rule=rule,
+        captures=captures,
+        response=_response(redirect_map, outcome),
+        outcome=outcome,
+    )
+
+
+def _steps(
+    redirect_map: RedirectMap, host_header: str, target: str
+) -> tuple[HostStep, PathStep | None, QueryStep | None]:
+    try:
+        authority, raw_path, raw_query = split_target(target)
+    except Malformed as exc:
+        return (
+            HostStep(host_header, None, None, "header"),
+            PathStep(shown(target), error=str(exc)),
+            None,
+        )
+    given = authority if authority is not None else host_header
+    source = "url" if authority is not None else "header"
+    host_step = HostStep(given, canonical_host(given), redirect_map.host_of(given), source)
+    return host_step, _path_step(redirect_map, raw_path), _query_step(redirect_map, raw_query)
+
+
+def _path_step(redirect_map: RedirectMap, raw_path: str) -> PathStep:
+    raw = wire_bytes(raw_path)
+    try:
+        decoded = decode(raw)
+    except Malformed as exc:
+        return PathStep(shown(raw_path), error=str(exc))
+    try:
+        unquote_to_bytes(raw).decode("utf-8")
+        encoding = "utf-8"
+    except UnicodeDecodeError:
+        encoding = "windows-1251"
+    segments = tuple(resolve_segments(decoded))
+    text = "/" + "/".join(segments)
+    canonical = text if redirect_map.site.case_sensitive else text.lower()
+    return PathStep(shown(raw_path), decoded, encoding, segments, canonical)
+
+
+def _query_step(redirect_map: RedirectMap, raw_query: str) -> QueryStep | None:
+    if not raw_query:
+        return None
+    significant: list[tuple[str, str]] = []
+    ignored: list[str] = []
+    try:
+        for pair in wire_bytes(raw_query).replace(b";", b"&").split(b"&"):
+            name_raw, _, value_raw = pair.partition(b"=")
+            name = decode(name_raw.replace(b"+", b" "))
+            value = decode(value_raw.replace(b"+", b" "))
+            if not name:
+                continue
+            if redirect_map.site.is_ignored(name):
+                ignored.append(name)
+            else:
+                significant.append((name, value))
+    except Malformed as exc:
+        return QueryStep(shown(raw_query), error=str(exc))
+    return QueryStep(shown(raw_query), tuple(significant), tuple(ignored))
+
+
+def printable(text: str) -> str:
+    """Return decoded text safe for a terminal: controls, C1 and bidi marks as \\uXXXX."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in text)
+
+
+def shown(raw: str) -> str:
+    """Return a wire-form string printable as it is: other bytes and controls as %XX."""
+    return quote(wire_bytes(raw), safe=_PRINTABLE)
+
+
+def _response(redirect_map: RedirectMap, outcome: Outcome) -> Response:
+    banner = f"public, max-age={BANNER_MAX_AGE}"
+    if isinstance(outcome, Redirect):
+        return Response(
+            outcome.status,
+            "redirect",
+            location=outcome.location,
+            cache_control=f"public, max-age={redirect_map.site.redirect_max_age}",
+        )
+    if isinstance(outcome, (Gone, NotFound)):
+        reason = (
+            "the rule says this content has no equivalent on the new site"
+            if isinstance(outcome, Gone)
+            else outcome.reason
+        )
+        return Response(
+            outcome.status,
+            "banner",
+            cache_control=banner,
+            reason=reason,
+            see=outcome.rule.see if isinstance(outcome, Gone) else None,
+            archive=archive_url(redirect_map, outcome),
+            language=banner_language(outcome, ""),
+        )
+    if isinstance(outcome, UnknownHost):
+        return Response(
+            404, "plain", cache_control=NO_STORE, reason=f"host {outcome.host!r} is not served"
+        )
+    if isinstance(outcome, BadRequest):
+        return Response(400, "plain", cache_control=NO_STORE, reason=outcome.reason)
+    if isinstance(outcome, MethodNotAllowed):  # not reached: explain asks with GET
+        return Response(405, "plain", cache_control=NO_STORE, reason="method not allowed")
+    assert isinstance(outcome, ServiceEndpoint)
+    return Response(200, "service", reason=f"the gateway's own /-/{outcome.name} endpoint")
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+def rule_json(rule: Rule) -> dict[str, Any]:
+    """Return a rule as JSON: where it is, its kind, from, to or see, status, note."""
+    return {
+        "source": rule.source,
+        "kind": rule.kind,
+        "host": rule.host,
+        "from": rule.from_text,
+        "to": rule.to_text,
+        "status": rule.status,
+        "see": rule.see,
+        "keep_query": rule.keep_query,
+        "note": rule.note,
+    }
+
+
+def to_json(explanation: Explanation) -> dict[str, Any]:
+    """Return an explanation as a JSON-ready dict."""
+    e = explanation
+    path = e.path
+    query = e.query
+    r = e.response
+    return {
+        "url": e.url,
+        "host": {"given": e.host.given, "canonical": e.host.canonical, "served": e.host.served},
+        "path": None
+        if path is None
+        else {
+            "raw": path.raw,
+            "decoded": path.decoded,
+            "encoding": path.encoding,
+            "segments": list(path.segments),
+            "canonical": path.canonical,
+            "error": path.error,
+        },
+        "query": None
+        if query is None
+        else {
+            "raw": query.raw,
+            "significant": [{"name": n, "value": v} for n, v in query.significant],
+            "ignored": list(query.ignored),
+            "error": query.error,
+        },
+        "rule": None if e.rule is None else {**rule_json(e.rule), "captures": e.captures},
+        "response": {
+            "status": r.status,
+            "kind": r.kind,
+            "location": r.location,
+            "cache_control": r.cache_control,
+            "reason": r.reason,
+            "see": r.see,
+            "archive": r.archive,
+            "language": r.language,
+        },
+    }
+
+
+def render(explanation: Explanation) -> str:
+    """Return an explanation as text for a terminal: one step per line."""
+    e = explanation
+    lines = [e.url]
+    h = e.host
+    origin = {"--host": "  (--host)", "default": "  (no host given: the first under hosts:)"}
+    note = origin.get(h.source, "")
+    if h.served is None:
+        lines.append(f"  host       {h.given or '(none)'} -> not under hosts:")
+    elif h.canonical != h.served:
+        lines.append(f"  host       {h.given} -> {h.served} (alias){note}")
+    elif h.given != h.served:
+        lines.append(f"  host       {h.given} -> {h.served}{note}")
+    else:
+        lines.append(f"  host       {h.served}{note}")
+    if e.path is not None:
+        p = e.path
+        lines.append(f"  path       {p.raw}")
+        if p.error:
+            lines.append(f"    malformed  {p.error}")
+        else:
+            encoding = "" if p.encoding == "utf-8" else f"   ({p.encoding})"
+            segments = " | ".join(printable(s) for s in p.segments) or "(none)"
+            lines.append(f"    decoded    {printable(p.decoded or '')}{encoding}")
+            lines.append(f"    segments   {segments}")
+            lines.append(f"    canonical  {printable(p.canonical or '')}")
+    if e.query is not None:
+        q = e.query
+        lines.append(f"  query      {q.raw}")
+        if q.error:
+            lines.append(f"    malformed  {q.error}")
+        else:
+            significant = "&".join(f"{n}={v}" for n, v in q.significant) or "(none)"
+            lines.append(f"    significant {printable(significant)}")
+            if q.ignored:
+                lines.append(f"    ignored    {printable(', '.join(q.ignored))}")
+    if e.rule is not None:
+        rule = e.rule
+        lines.append(f"  rule       {rule.source}  ({rule.kind})")
+        lines.append(f"    from       {rule.from_text}")
+        if rule.to_text is not None:
+            lines.append(f"    to         {rule.to_text}")
+        else:
+            lines.append(f"    status     {rule.status}")
+        if rule.see is not None:
+            lines.append(f"    see        {rule.see}")
+        if e.captures:
+            captured = ", ".join(f"{k}={v}" for k, v in e.captures.items())
+            lines.append(f"    captures   {printable(captured)}")
+    elif isinstance(e.outcome, NotFound):
+        lines.append("  rule       none matches")
+    r = e.response
+    status = f"{r.status} {_phrase(r.status)}".rstrip()
+    if r.kind == "redirect":
+        lines.append(f"  response   {status}")
+        lines.append(f"    Location: {r.location}")
+        lines.append(f"    Cache-Control: {r.cache_control}")
+    elif r.kind == "banner":
+        lines.append(f"  response   {status}: archive banner ({r.language}), {r.reason}")
+        if r.see:
+            lines.append(f"    suggested page: {r.see}")
+        if r.archive:
+            lines.append(f"    archived copy:  {r.archive}")
+    else:
+        lines.append(f"  response   {status}: {r.reason}")
+    return "\n".join(lines)
