@@ -285,11 +285,15 @@ class GunicornServer:
         try:
             for _ in range(self.BIND_ATTEMPTS):
                 self.port = free_port()
-                self._spawn({**base_env, "GATEWAY_BIND": f"127.0.0.1:{self.port}"}, extra_args)
+                proc = self._spawn(
+                    {**base_env, "GATEWAY_BIND": f"127.0.0.1:{self.port}"}, extra_args
+                )
                 if self._wait_ready(workers):
                     return self
                 # Another process took the port between free_port() and gunicorn's bind.
-                self._terminate()
+                # Nothing to drain, and a worker retrying its bind ignores SIGTERM: kill.
+                _killpg(proc.pid)
+                proc.wait()
             raise ServerStartError(
                 f"no free port after {self.BIND_ATTEMPTS} attempts",
                 returncode=self.returncode,
@@ -299,7 +303,7 @@ class GunicornServer:
             self.stop()
             raise
 
-    def _spawn(self, env: dict[str, str], extra_args: Sequence[str]) -> None:
+    def _spawn(self, env: dict[str, str], extra_args: Sequence[str]) -> subprocess.Popen[bytes]:
         assert self._log_path is not None
         self._log_offset = self._log_path.stat().st_size  # where this attempt's log begins
         cmd = [sys.executable, "-m", "gunicorn", "-c", str(self.config), "--chdir", str(REPO)]
@@ -315,6 +319,7 @@ class GunicornServer:
                 preexec_fn=_die_with_parent,
             )
         _LIVE.add(self)
+        return self._proc
 
     def _wait_ready(self, workers: int) -> bool:
         """True once every worker booted and /-/health said 200; False if the port was taken.

@@ -9,10 +9,12 @@ from __future__ import annotations
 import json
 import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests import support
 from tests.support import (
     BUNDLED_MAP,
     GunicornServer,
@@ -27,9 +29,13 @@ HARNESS_CONF = Path(__file__).with_name("harness_gunicorn_conf.py")
 HARNESS_APP = "tests.harness_app:app"
 
 
-@pytest.fixture
-def echo_server(gunicorn_factory: StartServer) -> GunicornServer:
-    return gunicorn_factory(BUNDLED_MAP, app=HARNESS_APP, config=HARNESS_CONF)
+@pytest.fixture(scope="module")
+def echo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GunicornServer]:
+    """One echoing server for the module (tests that use it must be marked http)."""
+    log_path = tmp_path_factory.mktemp("echo") / "gunicorn.log"
+    server = GunicornServer(app=HARNESS_APP, config=HARNESS_CONF, log_path=log_path)
+    with server.start(BUNDLED_MAP):
+        yield server
 
 
 def _gone(pgid: int) -> bool:
@@ -41,6 +47,7 @@ def _gone(pgid: int) -> bool:
     return False
 
 
+@pytest.mark.http
 @pytest.mark.parametrize(
     "target",
     [
@@ -60,6 +67,7 @@ def test_raw_request_sends_the_target_verbatim(echo_server: GunicornServer, targ
     assert echoed["host"] == "khabarovskadm.ru"
 
 
+@pytest.mark.http
 def test_raw_request_method_host_and_headers(echo_server: GunicornServer) -> None:
     response = echo_server.request(
         b"/x", method="DELETE", host=b"WWW.KhabarovskAdm.RU.:80", headers={"X-Test": "1"}
@@ -68,6 +76,7 @@ def test_raw_request_method_host_and_headers(echo_server: GunicornServer) -> Non
     assert (echoed["method"], echoed["host"]) == ("DELETE", "WWW.KhabarovskAdm.RU.:80")
 
 
+@pytest.mark.http
 def test_headers_are_case_insensitive_and_keep_repeats(echo_server: GunicornServer) -> None:
     response = raw_request(echo_server.port, "/")
     assert response.header("CONTENT-TYPE") == "application/json"
@@ -79,12 +88,14 @@ def test_headers_are_case_insensitive_and_keep_repeats(echo_server: GunicornServ
     assert response.raw.startswith(b"HTTP/1.1 200 OK\r\n")
 
 
+@pytest.mark.http
 def test_chunked_body_is_decoded(echo_server: GunicornServer) -> None:
     response = raw_request(echo_server.port, "/chunked")
     assert response.header("Transfer-Encoding") == "chunked"
     assert response.body == b"one two three"
 
 
+@pytest.mark.http
 def test_head_response_body_is_what_was_sent(echo_server: GunicornServer) -> None:
     response = raw_request(echo_server.port, "/", method="HEAD")
     assert response.status == 200
@@ -117,6 +128,21 @@ def test_stop_leaves_no_process_behind(tmp_path: Path) -> None:
     ):
         pass
     assert "Shutting down" in server.log_text()
+
+
+@pytest.mark.http
+def test_start_retries_on_a_port_taken_meanwhile(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        taken_port = taken.getsockname()[1]
+        ports = iter([taken_port, support.free_port()])
+        monkeypatch.setattr(support, "free_port", lambda: next(ports))
+        server = GunicornServer(app=HARNESS_APP, config=HARNESS_CONF, log_path=tmp_path / "g.log")
+        with server.start(BUNDLED_MAP):
+            assert server.port != taken_port
+            assert server.request("/").status == 200
+    assert "Connection in use" in server.log_text()
 
 
 @pytest.mark.http
