@@ -82,6 +82,9 @@ rules:
   - {from: /drop, to: /dropped}
   - {from: /gone, status: 410}
   - {from: /bare-host, to: "https://khv27.ru?from=old"}
+  # several placeholders in one segment: greedy from the left, as a regex would be
+  - {from: "/multi/<a>-<b>.html", to: "/m/{a}/{b}"}
+  - {from: "/dated/<int:y>-<int:m>-<slug>", to: "/d/{y}/{m}/{slug}"}
 """
 
 HOST = "khabarovskadm.ru"
@@ -170,6 +173,15 @@ PRECEDENCE = [
     pytest.param(HOST, "/q/x?kind=z", None, id="pattern-query-condition-fails"),
     pytest.param("www.khabarovskadm.ru", "/scope", f"{K}/scope/every", id="alias-host"),
     pytest.param(HOST, "/bare-host", f"{K}/?from=old", id="origin-with-query-gets-a-slash"),
+    pytest.param(HOST, "/multi/x-y.html", f"{K}/m/x/y", id="two-placeholders"),
+    pytest.param(HOST, "/multi/x-y-z.html", f"{K}/m/x-y/z", id="two-placeholders-greedy"),
+    pytest.param(HOST, "/multi/-y.html", None, id="two-placeholders-first-empty"),
+    pytest.param(HOST, "/multi/x-.html", None, id="two-placeholders-second-empty"),
+    pytest.param(HOST, "/MULTI/A-B.HTML", f"{K}/m/A/B", id="two-placeholders-any-case"),
+    pytest.param(HOST, "/dated/2020-05-my-news", f"{K}/d/2020/05/my-news", id="three-placeholders"),
+    pytest.param(HOST, "/dated/2020-x-5", None, id="three-placeholders-int-fails"),
+    pytest.param(HOST, "/dated/2020-05-", None, id="three-placeholders-last-empty"),
+    pytest.param(HOST, "/dated/" + "-" * 3000, None, id="many-dashes-no-match"),
 ]
 
 
@@ -326,3 +338,53 @@ def test_every_location_for_a_request_is_safe(
         outcome = ask(redirect_map, target)
         if isinstance(outcome, Redirect):
             assert_safe_location(outcome.location)
+
+
+# --- many rules on one path: the same precedence ----------------------------------------------
+
+# More than a handful of exact rules share the path /d (as detail.php?ID=N tables do),
+# so that a matcher which indexes a big bucket is held to the same §4 order.
+MANY = (
+    "rules:\n"
+    + "".join(f'  - {{from: "/d?ID={i}", to: "/lit/{i}"}}\n' for i in range(1, 11))
+    + """\
+  - {from: "/d?ID=<int:id>", to: "/int/{id}"}
+  - {from: "/d?ID=3&x=1", to: /lit3x}
+  - {from: "/d?x=1&y=2", to: /xy}
+  - {from: "/d?y=2&ID=<id>&x=1", to: "/three/{id}"}
+  - {from: "/d?ID=Ab", to: /ab}
+  - {from: /d, to: /plain}
+  - {from: "int.khabarovskadm.ru/d?ID=5", to: /int-host-5}
+"""
+)
+
+
+@pytest.fixture(scope="module")
+def many_map(tmp_path_factory: pytest.TempPathFactory) -> RedirectMap:
+    head = textwrap.dedent(MAP).lstrip("\n").partition("rules:\n")[0]
+    path = tmp_path_factory.mktemp("many") / "redirects.yaml"
+    path.write_text(head + MANY, encoding="utf-8")
+    return load_map(path)
+
+
+@pytest.mark.parametrize(
+    ("host", "target", "expected"),
+    [
+        pytest.param(HOST, "/d?ID=3", "/lit/3", id="literal-before-int-capture"),
+        pytest.param(HOST, "/d?ID=11", "/int/11", id="int-capture-when-no-literal"),
+        pytest.param(HOST, "/d?ID=3&x=1", "/lit3x", id="two-conditions-beat-one"),
+        pytest.param(HOST, "/d?x=1&ID=3", "/lit3x", id="two-conditions-any-order"),
+        pytest.param(HOST, "/d?ID=3&x=1&y=2", "/three/3", id="three-conditions-win"),
+        pytest.param(HOST, "/d?x=1&y=2", "/xy", id="no-indexed-condition"),
+        pytest.param(HOST, "/d?ID=aB", "/ab", id="literal-ignores-case"),
+        pytest.param(HOST, "/d?id=2&ID=3", "/lit/2", id="first-value-counts"),
+        pytest.param(HOST, "/d?ID=zz", "/plain", id="no-condition-holds"),
+        pytest.param(HOST, "/d", "/plain", id="no-params"),
+        pytest.param("int.khabarovskadm.ru", "/d?ID=5", "/int-host-5", id="host-scope-first"),
+        pytest.param("int.khabarovskadm.ru", "/d?ID=6", "/lit/6", id="then-every-host"),
+    ],
+)
+def test_precedence_with_many_rules_on_one_path(
+    many_map: RedirectMap, host: str, target: str, expected: str
+) -> None:
+    assert location(many_map, target, host) == K + expected
