@@ -132,18 +132,19 @@ def path_spellings(path: str) -> list[str]:
 
 def _exact_spellings(redirect_map: RedirectMap, rule: Rule) -> list[str]:
     """Return the spellings that canonicalise back to the rule's path, and nginx can quote."""
-    case_sensitive = redirect_map.site.case_sensitive
-    kept = []
-    for spelling in path_spellings(rule.path):
-        if spelling.startswith("/-/") or not _NGINX_SAFE.match(spelling):
-            continue  # '/-/...' is a service endpoint on the gateway, whatever the map says
-        try:
-            key, _ = canonical_path(spelling.encode("ascii"), case_sensitive)
-        except (Malformed, UnicodeEncodeError):
-            continue
-        if key == rule.path:
-            kept.append(spelling)
-    return kept
+    spellings = path_spellings(rule.path)
+    base = spellings[0]
+    if not _NGINX_SAFE.match(base):
+        return []
+    try:
+        key, _ = canonical_path(base.encode("ascii"), redirect_map.site.case_sensitive)
+    except (Malformed, UnicodeEncodeError):
+        return []
+    if key != rule.path:
+        return []
+    # The others add only a final '/' or an index file, which the canonical form drops;
+    # '/-/...' is the gateway's service endpoints, whatever the map says.
+    return [s for s in spellings if not s.startswith("/-/")]
 
 
 def _is_index(spelling: str) -> bool:
@@ -251,10 +252,14 @@ def _render_nginx(
     site = redirect_map.site
     keys = [*hosted, *every, *redirect_map.hosts]
     longest = max((len(k) for k in keys), default=1)
-    # nginx's hash stores a pointer, the length and the key (pointer-aligned) per element,
-    # and a bucket must hold at least one element and its end marker.
-    bucket = max(64, _pow2(longest + 2 + 8 + 8 + 8))
-    max_size = max(2048, _pow2(2 * len(keys)))
+    # nginx's hash stores per key a pointer and the key with its length, pointer-aligned
+    # (NGX_HASH_ELT_SIZE); a bucket must fit the longest element and its end marker, and
+    # room for ~8 average ones, else nginx warns "could not build optimal map_hash" on
+    # large maps (measured: 245k keys need 1024 with max_size 262144).
+    sizes = [8 + (len(k) + 2 + 7) // 8 * 8 for k in keys]
+    average = sum(sizes) // max(len(sizes), 1)
+    bucket = min(4096, max(64, _pow2(max(sizes, default=16) + 8), _pow2(8 * average)))
+    max_size = max(2048, _pow2(len(keys)))
     statuses = sorted(
         {int(v.split(" ", 1)[0]) for v in [*hosted.values(), *every.values()] if v != "-"}
     )
