@@ -16,12 +16,14 @@ import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
-from urllib.parse import quote, unquote_to_bytes
+from urllib.parse import quote
 
 INDEX_FILES = frozenset({"index.php", "index.html", "index.htm"})
 
 _BAD_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
+_ESCAPE_RUN = re.compile(rb"(?:%[0-9A-Fa-f]{2})+")
 _CONTROL = re.compile("[\x00-\x1f\x7f]")
+_QUERY_SEPARATOR = re.compile("[&;]")
 # What a URL may carry unescaped when we rebuild one (RFC 3986 pchar + '/' + '%').
 _URL_SAFE = "/:@!$&'()*+,;=-._~%"
 
@@ -75,12 +77,19 @@ class LegacyURL:
         return f"{path}?{query}"
 
 
+def _unescape_run(found: re.Match[bytes]) -> bytes:
+    """Return the bytes a run of valid %XX escapes stands for."""
+    return bytes.fromhex(found.group().replace(b"%", b"").decode("ascii"))
+
+
 def decode(raw: bytes) -> str:
     """Percent-decode once; read UTF-8, else windows-1251; refuse control characters."""
     if b"%" in raw:
         if _BAD_ESCAPE.search(raw):
             raise Malformed("an escape that is not %XX")
-        raw = unquote_to_bytes(raw)
+        # Each run of escapes in one call: a Cyrillic path is a few runs of dozens of
+        # escapes, which unquote_to_bytes decodes one Python step at a time (4 times slower).
+        raw = _ESCAPE_RUN.sub(_unescape_run, raw)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -96,15 +105,19 @@ def decode(raw: bytes) -> str:
 
 def resolve_segments(text: str) -> list[str]:
     """Split a decoded path into segments: collapse '//', resolve dot segments, drop index files."""
-    segments: list[str] = []
-    for segment in text.split("/"):
-        if segment == "" or segment == ".":
-            continue
-        if segment == "..":
-            if segments:
-                segments.pop()
-            continue
-        segments.append(segment)
+    if "/." not in text and not text.startswith("."):
+        # No dot segment anywhere (the usual case): only the empty segments to drop.
+        segments = [segment for segment in text.split("/") if segment]
+    else:
+        segments = []
+        for segment in text.split("/"):
+            if segment == "" or segment == ".":
+                continue
+            if segment == "..":
+                if segments:
+                    segments.pop()
+                continue
+            segments.append(segment)
     # Repeatedly, so that the canonical form is a fixed point (/index.php/index.html).
     while segments and segments[-1].lower() in INDEX_FILES:
         segments.pop()
@@ -193,6 +206,45 @@ def parse_request(
 ) -> LegacyURL:
     """Canonicalise a request (host already canonical, raw target as received)."""
     _, raw_path, raw_query = split_target(target)
-    path, path_text = canonical_path(wire_bytes(raw_path), case_sensitive)
-    params = canonical_query(wire_bytes(raw_query), is_ignored) if raw_query else ()
+    return parse_split(
+        host, raw_path, raw_query, case_sensitive=case_sensitive, is_ignored=is_ignored
+    )
+
+
+def parse_split(
+    host: str,
+    raw_path: str,
+    raw_query: str,
+    *,
+    case_sensitive: bool,
+    is_ignored: Callable[[str], bool],
+) -> LegacyURL:
+    """Canonicalise a request target already split by ``split_target``."""
+    # Most legacy paths and queries are ASCII with no escape: for those, decoding is the
+    # identity and only the control-character check remains, so skip the bytes round trip.
+    if raw_path.isascii() and "%" not in raw_path:
+        if _CONTROL.search(raw_path):
+            raise Malformed("a control character")
+        path_text = "/" + "/".join(resolve_segments(raw_path))
+        path = fold(path_text, case_sensitive)
+    else:
+        path, path_text = canonical_path(wire_bytes(raw_path), case_sensitive)
+    if not raw_query:
+        params: tuple[Param, ...] = ()
+    elif raw_query.isascii() and "%" not in raw_query:
+        params = _ascii_query(raw_query, is_ignored)
+    else:
+        params = canonical_query(wire_bytes(raw_query), is_ignored)
     return LegacyURL(host, path, path_text, params, raw_path, raw_query)
+
+
+def _ascii_query(raw: str, is_ignored: Callable[[str], bool]) -> tuple[Param, ...]:
+    """Return canonical_query of an ASCII query with no escape, without decoding each part."""
+    if _CONTROL.search(raw):
+        raise Malformed("a control character")
+    params: list[Param] = []
+    for pair in _QUERY_SEPARATOR.split(raw.replace("+", " ")):
+        name, _, value = pair.partition("=")
+        if name and not is_ignored(name):
+            params.append(Param(name.lower(), name, value))
+    return tuple(params)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from gateway.canonical import LegacyURL, Malformed, parse_request, split_target
+from gateway.canonical import LegacyURL, Malformed, parse_split, split_target
 from gateway.mapfile import RedirectMap
 from gateway.outcomes import (
     BadRequest,
@@ -35,7 +35,7 @@ def decide(redirect_map: RedirectMap, method: str, host_header: str, target: str
     if method not in METHODS:
         return MethodNotAllowed(method)
     try:
-        authority, _, _ = split_target(target)
+        authority, raw_path, raw_query = split_target(target)
     except Malformed as exc:
         return BadRequest(str(exc))
     # An absolute-form target names the host itself (RFC 9112 §3.2.2); otherwise the Host header.
@@ -45,8 +45,12 @@ def decide(redirect_map: RedirectMap, method: str, host_header: str, target: str
         return UnknownHost(host_name or "")
     site = redirect_map.site
     try:
-        url = parse_request(
-            host, target, case_sensitive=site.case_sensitive, is_ignored=site.is_ignored
+        url = parse_split(
+            host,
+            raw_path,
+            raw_query,
+            case_sensitive=site.case_sensitive,
+            is_ignored=site.is_ignored,
         )
     except Malformed as exc:
         return BadRequest(str(exc))

@@ -55,6 +55,46 @@ def _conditions_hold(
     return True
 
 
+def _rank(rule: Rule) -> tuple[int, int]:
+    """Order exact candidates: the most conditions first, then the earliest in the map."""
+    return (-len(rule.conditions), rule.order)
+
+
+# Buckets up to this size are scanned; bigger ones are indexed by a literal condition.
+_INDEX_FROM = 8
+
+
+@dataclass(frozen=True, slots=True)
+class _LiteralIndex:
+    """The rules of one exact path, by their first literal condition (name, folded value)."""
+
+    by_value: dict[tuple[str, str], list[Rule]]
+    unindexed: list[Rule]  # rules with no literal condition: always candidates
+
+    @staticmethod
+    def build(candidates: Sequence[Rule]) -> _LiteralIndex:
+        by_value: dict[tuple[str, str], list[Rule]] = {}
+        unindexed: list[Rule] = []
+        for rule in candidates:  # already in rank order, so each list is too
+            literal = next((c for c in rule.conditions if c.literal is not None), None)
+            if literal is None:
+                unindexed.append(rule)
+            else:
+                by_value.setdefault((literal.key, literal.literal or ""), []).append(rule)
+        return _LiteralIndex(by_value, unindexed)
+
+    def candidates(self, first: dict[str, str], case_sensitive: bool) -> list[Rule]:
+        """Return, in rank order, every rule whose conditions could hold for these values."""
+        # A rule holds only if the request's value for its indexed condition equals the
+        # literal, so the rules under the request's own (name, value) pairs are all that can.
+        found = self.unindexed
+        for name, value in first.items():
+            hits = self.by_value.get((name, value if case_sensitive else value.lower()))
+            if hits:
+                found = hits if not found else sorted([*found, *hits], key=_rank)
+        return found
+
+
 class Matcher:
     """The compiled rules of one map and the one precedence that chooses among them."""
 
@@ -68,8 +108,13 @@ class Matcher:
             else:
                 self._insert(self._tries.setdefault(rule.host, _Node()), rule)
         # Within a scope the rule with the most conditions wins; at equal counts, the earlier.
-        for candidates in self._exact.values():
-            candidates.sort(key=lambda r: (-len(r.conditions), r.order))
+        # A path shared by many rules told apart by a literal condition (`detail.php?ID=N`
+        # for 30,000 news items) is indexed by that condition, so its cost stays flat.
+        self._by_literal: dict[tuple[str | None, str], _LiteralIndex] = {}
+        for key, candidates in self._exact.items():
+            candidates.sort(key=_rank)
+            if len(candidates) > _INDEX_FROM:
+                self._by_literal[key] = _LiteralIndex.build(candidates)
 
     @staticmethod
     def _insert(node: _Node, rule: Rule) -> None:
@@ -100,7 +145,14 @@ class Matcher:
         """Return the rule that answers this URL on this (canonical) host, or None."""
         first = url.first_values() if url.params else {}
         for scope in (host, None):
-            for rule in self._exact.get((scope, url.path), ()):
+            key = (scope, url.path)
+            index = self._by_literal.get(key)
+            candidates = (
+                self._exact.get(key, ())
+                if index is None
+                else index.candidates(first, self.case_sensitive)
+            )
+            for rule in candidates:
                 captures: dict[str, str] = {}
                 if _conditions_hold(rule, first, self.case_sensitive, captures):
                     return self._found(rule, captures)
