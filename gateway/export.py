@@ -87,7 +87,8 @@ class ExportReport:
     answered: Counter[str] = field(default_factory=Counter)
     handed_on: Counter[str] = field(default_factory=Counter)
     rules: list[HandedOn] = field(default_factory=list)
-    entries: int = 0  # keys (nginx) or rows (Cloudflare) written
+    entries: int = 0  # map keys (nginx) or CSV rows (Cloudflare) written
+    unit: str = "keys"
     notes: list[str] = field(default_factory=list)
 
     def answer(self, rule: Rule) -> None:
@@ -101,7 +102,7 @@ class ExportReport:
 
     def summary(self) -> list[str]:
         """Return the per-kind table and the reasons, one line each, for people."""
-        lines = [f"{self.engine}: {self.entries} entries written"]
+        lines = [f"{self.engine}: {self.entries} {self.unit} written"]
         lines.append(f"  {'kind':<8} {'answered':>9} {'handed on':>10}")
         for kind in KINDS:
             lines.append(f"  {kind:<8} {self.answered[kind]:>9} {self.handed_on[kind]:>10}")
@@ -352,7 +353,7 @@ def _render_nginx(
 
 def export_cloudflare(redirect_map: RedirectMap) -> tuple[str, ExportReport]:
     """Compile the exact, query-free redirects into a Cloudflare Bulk Redirects CSV."""
-    report = ExportReport("cloudflare")
+    report = ExportReport("cloudflare", unit="rows")
     conditioned = _paths_with_conditions(redirect_map.rules)
     names = _names_by_host(redirect_map)
     own: dict[tuple[str, str], Rule] = {
