@@ -266,6 +266,14 @@ def _lines(lines: tuple[int, ...]) -> str:
 )
 @HOST_OPTION
 @click.option("--top", default=20, show_default=True, help="How many draft rules to show.")
+@click.option(
+    "-j",
+    "--jobs",
+    type=click.IntRange(1, 64),
+    default=lambda: min(os.cpu_count() or 1, 4),
+    show_default="CPUs, at most 4",
+    help="Processes that decide distinct URLs (1: this one only).",
+)
 @JSON_OPTION
 @click.option(
     "--html",
@@ -278,6 +286,7 @@ def coverage_command(
     logs: tuple[str, ...],
     host: str | None,
     top: int,
+    jobs: int,
     as_json: bool,
     html_file: str | None,
 ) -> None:
@@ -297,17 +306,23 @@ def coverage_command(
       $ zcat old-*.log.gz | gateway coverage - --json > coverage.json
       $ gateway coverage --html coverage.html access.log
     """
-    from gateway.ops.coverage import coverage, render, to_json
+    from gateway.ops.coverage import PARALLEL_MIN, read_logs, render, to_json
     from gateway.ops.coverage_html import render_html
 
     redirect_map = _ops_map(map_path)
     _served_host(redirect_map, host)
-    sizes = [os.path.getsize(name) for name in logs if name != "-"]
-    if _progress_wanted() and sum(sizes) > 1 << 24:
-        with click.progressbar(length=sum(sizes), label="replaying", file=sys.stderr) as bar:
-            report = coverage(redirect_map, logs, host=host, top=top, progress=bar.update)
+    size = sum(os.path.getsize(name) for name in logs if name != "-")
+    if _progress_wanted() and size > 1 << 24:
+        with click.progressbar(length=size, label="reading ", file=sys.stderr) as bar:
+            replay = read_logs(redirect_map, logs, host=host, progress=bar.update)
     else:
-        report = coverage(redirect_map, logs, host=host, top=top)
+        replay = read_logs(redirect_map, logs, host=host)
+    if _progress_wanted() and len(replay.hits) >= PARALLEL_MIN:
+        with click.progressbar(length=len(replay.hits), label="deciding", file=sys.stderr) as bar:
+            replay.decide(jobs=jobs, progress=bar.update)
+    else:
+        replay.decide(jobs=jobs)
+    report = replay.report(top)
     if html_file is not None:
         with open(html_file, "w", encoding="utf-8") as out:
             out.write(render_html(report, redirect_map.path, list(logs)))
@@ -361,12 +376,17 @@ OUTPUT_OPTION = click.option(
 
 @export.command("nginx")
 @MAP_OPTION
-@click.option("--listen", required=True, help="What the server listens on: PORT or HOST:PORT.")
+@click.option(
+    "--listen",
+    required=True,
+    multiple=True,
+    help="What the server listens on: PORT or HOST:PORT, with ' ssl' for TLS; repeatable.",
+)
 @click.option("--upstream", required=True, help="The gateway behind nginx: HOST:PORT.")
 @OUTPUT_OPTION
 @click.option("-v", "--verbose", is_flag=True, help="List every rule handed on, and why.")
 def export_nginx_command(
-    map_path: str, listen: str, upstream: str, output: str | None, verbose: bool
+    map_path: str, listen: tuple[str, ...], upstream: str, output: str | None, verbose: bool
 ) -> None:
     """Write an nginx include (maps + one server) that answers what it can, proxies the rest."""
     from gateway.export import ExportError, export_nginx

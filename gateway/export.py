@@ -22,7 +22,7 @@ import csv
 import io
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
@@ -39,7 +39,7 @@ _PATH_SAFE = "/:@!&'()*+,;=-._~"
 _NGINX_SAFE = re.compile(r"[A-Za-z0-9/:@!&'()*+,;=._~%?#\[\]-]*\Z")
 # What may stand inside a double-quoted nginx string as it is.
 _QUOTABLE = re.compile(r'[^"\\$\x00-\x1f\x7f]*\Z')
-_LISTEN = re.compile(r"(?:(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):)?[0-9]{1,5}\Z")
+_LISTEN = re.compile(r"(?:(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):)?[0-9]{1,5}(?: ssl)?\Z")
 _UPSTREAM = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}\Z")
 # Spellings of an index file the export generates (the gateway drops any case of these).
 _INDEX_SPELLINGS = tuple(sorted(INDEX_FILES))
@@ -181,11 +181,13 @@ def _pow2(n: int) -> int:
 
 
 def export_nginx(
-    redirect_map: RedirectMap, *, listen: str, upstream: str
+    redirect_map: RedirectMap, *, listen: str | Sequence[str], upstream: str
 ) -> tuple[str, ExportReport]:
     """Compile the map into one file for nginx's ``http {}``: maps, an upstream and a server."""
-    if not _LISTEN.match(listen):
-        raise ExportError(f"--listen {listen!r}: give a PORT or HOST:PORT")
+    listens = [listen] if isinstance(listen, str) else list(listen)
+    for item in listens or [""]:
+        if not _LISTEN.match(item):
+            raise ExportError(f"--listen {item!r}: give PORT or HOST:PORT, then ' ssl' for TLS")
     if not _UPSTREAM.match(upstream):
         raise ExportError(f"--upstream {upstream!r}: give HOST:PORT")
     site = redirect_map.site
@@ -219,7 +221,7 @@ def export_nginx(
                 hosted[f"{rule.host}{spelling}"] = value
         report.answer(rule)
     report.entries = len(hosted) + len(every)
-    text = _render_nginx(redirect_map, hosted, every, listen=listen, upstream=upstream)
+    text = _render_nginx(redirect_map, hosted, every, listens=listens, upstream=upstream)
     return text, report
 
 
@@ -247,7 +249,7 @@ def _render_nginx(
     hosted: dict[str, str],
     every: dict[str, str],
     *,
-    listen: str,
+    listens: list[str],
     upstream: str,
 ) -> str:
     site = redirect_map.site
@@ -317,7 +319,10 @@ def _render_nginx(
     w("}")
     w("")
     w("server {")
-    w(f"    listen {listen};")
+    for listen in listens:
+        w(f"    listen {listen};")
+    if any(listen.endswith(" ssl") for listen in listens):
+        w("    # ssl: ssl_certificate and ssl_certificate_key come from your http { } block.")
     names = " ".join(_nginx_string(n) for n in redirect_map.hosts)
     # "" first: a request without Host keeps an empty $host, as the gateway sees it.
     w(f'    server_name "" {names};')

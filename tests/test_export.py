@@ -245,12 +245,31 @@ def test_nginx_case_sensitive_map_answers_nothing(write_map: WriteMap) -> None:
     assert "return 30" not in text
 
 
+def test_nginx_listens_on_each_address(export_map: RedirectMap) -> None:
+    text, _ = export_nginx(export_map, listen=["80", "[::1]:443 ssl"], upstream="gw:8080")
+    assert re.findall(r"^    listen (.*);$", text, re.M) == ["80", "[::1]:443 ssl"]
+
+
 @pytest.mark.parametrize(
     ("listen", "upstream"),
-    [("80; include /etc/passwd", "127.0.0.1:8080"), ("8081", "127.0.0.1"), ("8081", "a b:1")],
-    ids=["listen-injection", "upstream-without-port", "upstream-space"],
+    [
+        ("80; include /etc/passwd", "127.0.0.1:8080"),
+        ("443 ssl; include /etc/passwd", "127.0.0.1:8080"),
+        ([], "127.0.0.1:8080"),
+        ("8081", "127.0.0.1"),
+        ("8081", "a b:1"),
+    ],
+    ids=[
+        "listen-injection",
+        "ssl-injection",
+        "no-listen",
+        "upstream-without-port",
+        "upstream-space",
+    ],
 )
-def test_nginx_refuses_bad_options(export_map: RedirectMap, listen: str, upstream: str) -> None:
+def test_nginx_refuses_bad_options(
+    export_map: RedirectMap, listen: str | list[str], upstream: str
+) -> None:
     with pytest.raises(ExportError):
         export_nginx(export_map, listen=listen, upstream=upstream)
 
