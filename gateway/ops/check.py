@@ -26,7 +26,7 @@ from gateway.mapfile import MapError, Problem, RedirectMap, load_map
 from gateway.matcher import Matcher
 from gateway.ops.urls import request_of, to_wire
 from gateway.outcomes import BadRequest, Gone, NotFound, Redirect, UnknownHost
-from gateway.rules import Rule, SegmentPattern, Step
+from gateway.rules import PLACEHOLDER, Rule, SegmentPattern, Step
 
 _FLAGS = re.compile(r"\A\(\?s?i?\)")
 
@@ -257,6 +257,11 @@ def _spelling_key(rule: Rule) -> tuple[object, ...]:
     return rule.host, path, conditions
 
 
+def _unnamed(text: str) -> str:
+    """Return ``from`` text with capture names dropped: ``<int:id>`` and ``<int:n>`` alike."""
+    return PLACEHOLDER.sub(lambda m: f"<{m[1] or ''}>", text)
+
+
 def _exact_key(rule: Rule) -> tuple[object, ...]:
     if rule.steps is None:
         path: object = rule.path
@@ -283,9 +288,8 @@ def same_but_spelling(
         if _exact_key(earlier) == _exact_key(rule):
             if rule.steps is None:
                 continue  # the loader's duplicate error already names it
-            how = (
-                "letter case" if earlier.from_text.lower() == rule.from_text.lower() else "encoding"
-            )
+            same_letters = _unnamed(earlier.from_text).lower() == _unnamed(rule.from_text).lower()
+            how = "letter case" if same_letters else "encoding"
             effect = "both match the same URLs and the later never answers"
         else:
             how = "letter case"
@@ -350,7 +354,7 @@ def redundant_exact(redirect_map: RedirectMap) -> Iterator[Problem]:
                 same_as = None
                 break
             assert isinstance(theirs, (Redirect, Gone))
-            same_as = theirs.rule
+            same_as = same_as or theirs.rule
         if same_as is not None:
             yield _problem(
                 rule,

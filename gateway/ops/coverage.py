@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import multiprocessing as mp
 import re
 import sys
 from collections import Counter
@@ -29,7 +30,7 @@ from typing import IO, Any
 from gateway.canonical import LegacyURL, fold
 from gateway.decide import decide
 from gateway.mapfile import RedirectMap
-from gateway.ops.urls import from_text
+from gateway.ops.urls import from_text, shown
 from gateway.outcomes import BadRequest, Gone, NotFound, Redirect, UnknownHost
 from gateway.rules import Rule
 
@@ -112,15 +113,19 @@ NOISE_SEGMENTS = frozenset(
 NOISE_EXTENSIONS = frozenset({"sql", "bak", "old", "swp", "asp", "aspx", "jsp", "cgi", "env"})
 
 
-@dataclass(slots=True)
-class _Entry:
-    """What one distinct (host, raw target) comes to, and how often it was seen."""
+Key = tuple[str | None, str]  # (virtual host or None, raw target in wire form)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What one distinct (host, raw target) comes to; small, so workers can send it back."""
 
     outcome: str  # redirect, gone, unmapped, or skipped
-    reason: str  # for skipped: why
-    rule: Rule | None
-    url: LegacyURL | None
-    hits: int = 0
+    reason: str = ""  # for skipped: why
+    rule: str | None = None  # the answering rule's FILE:LINE
+    canonical: tuple[object, ...] | None = None  # host, path, significant values
+    shape: tuple[object, ...] | None = None  # unmapped: the draft it belongs to
+    shown: str | None = None  # unmapped: the URL as a report shows it
 
 
 @dataclass(frozen=True)
@@ -169,21 +174,27 @@ class CoverageReport:
 
 
 class Replay:
-    """Replay requests through the map, caching one decision per distinct (host, target)."""
+    """Replay requests through the map: count each distinct (host, target), then decide each once.
+
+    ``feed`` only parses and counts (one regex match and one dict update a line);
+    ``decide`` asks ``gateway.decide.decide`` once per distinct key, in forked worker
+    processes when there are many; ``report`` adds it up.
+    """
 
     def __init__(self, redirect_map: RedirectMap, host: str | None = None) -> None:
         self.map = redirect_map
         self.host = host or redirect_map.default_host
-        self.cache: dict[tuple[str | None, str], _Entry] = {}
+        self.hits: dict[Key, int] = {}
+        self.decisions: dict[Key, Decision] = {}
         self.lines = 0
         self.unreadable = 0
-        self.other = Counter[str]()  # skipped before deciding: unreadable lines, methods
+        self.other = Counter[str]()  # skipped before deciding: other methods
 
     def feed(self, stream: Iterable[bytes]) -> None:
-        """Replay every line of a byte stream (a log file, a URL list)."""
-        cache = self.cache
+        """Count every request in a byte stream (a log file, a URL list) by (host, target)."""
+        hits = self.hits
+        get = hits.get
         match = LOG_LINE.match
-        other = self.other
         lines = 0
         for line in stream:
             lines += 1
@@ -191,13 +202,13 @@ class Replay:
             if found is not None:
                 method = found["method"]
                 if method != b"GET" and method != b"HEAD":
-                    other["method other than GET or HEAD"] += 1
+                    self.other["method other than GET or HEAD"] += 1
                     continue
                 vhost = found["vhost"]
                 target = found["target"]
                 if b"\\" in target:
                     target = _unescape(target)
-                key = (vhost.decode("latin-1") if vhost else None, target.decode("latin-1"))
+                key: Key = (vhost.decode("latin-1") if vhost else None, target.decode("latin-1"))
             else:
                 parsed = self._other_line(line)
                 if parsed is None:
@@ -205,16 +216,13 @@ class Replay:
                         self.unreadable += 1
                     continue
                 if isinstance(parsed, str):
-                    other[parsed] += 1
+                    self.other[parsed] += 1
                     continue
                 key = parsed
-            entry = cache.get(key)
-            if entry is None:
-                entry = cache[key] = self._decide(*key)
-            entry.hits += 1
+            hits[key] = get(key, 0) + 1
         self.lines += lines
 
-    def _other_line(self, line: bytes) -> tuple[str | None, str] | str | None:
+    def _other_line(self, line: bytes) -> Key | str | None:
         """Read a JSON access-log line or a plain URL; a str is a reason to skip it."""
         text = line.strip()
         if text.startswith(b"{"):
@@ -241,56 +249,117 @@ class Replay:
             return None, "http://" + text.decode("latin-1")
         return None
 
-    def _decide(self, vhost: str | None, target: str) -> _Entry:
-        outcome = decide(self.map, "GET", vhost or self.host, target)
-        if isinstance(outcome, Redirect):
-            return _Entry("redirect", "", outcome.rule, outcome.url)
-        if isinstance(outcome, Gone):
-            return _Entry("gone", "", outcome.rule, outcome.url)
-        if isinstance(outcome, NotFound):
-            reason = skip_reason(outcome.url.path)
-            if reason:
-                return _Entry("skipped", reason, None, outcome.url)
-            return _Entry("unmapped", "", None, outcome.url)
-        if isinstance(outcome, UnknownHost):
-            return _Entry("skipped", "host not under hosts:", None, None)
-        if isinstance(outcome, BadRequest):
-            return _Entry("skipped", "malformed URL (400)", None, None)
-        return _Entry("skipped", "/-/ service endpoint", None, None)
+    def decide(self, *, jobs: int = 1, progress: Callable[[int], None] | None = None) -> None:
+        """Decide every key not decided yet, in ``jobs`` processes when there are many."""
+        keys = [k for k in self.hits if k not in self.decisions]
+        decided = decide_keys(self.map, self.host, keys, jobs, progress)
+        for key, decision in zip(keys, decided, strict=True):
+            self.decisions[key] = decision
 
     def report(self, top: int = 20) -> CoverageReport:
         """Summarise what was replayed: counts, draft rules for the unmapped, unused rules."""
+        self.decide()
         requests = dict.fromkeys((*OUTCOMES, "skipped"), 0)
         skipped = Counter(self.other)
         canonical: dict[str, set[tuple[object, ...]]] = {o: set() for o in OUTCOMES}
         rule_hits: Counter[str] = Counter()
-        unmapped: dict[tuple[object, ...], list[_Entry]] = {}
-        for entry in self.cache.values():
-            requests[entry.outcome] += entry.hits
-            if entry.outcome == "skipped":
-                skipped[entry.reason] += entry.hits
+        unmapped: dict[tuple[object, ...], list[tuple[Decision, int]]] = {}
+        distinct_skipped = 0
+        for key, hits in self.hits.items():
+            decision = self.decisions[key]
+            requests[decision.outcome] += hits
+            if decision.outcome == "skipped":
+                skipped[decision.reason] += hits
+                distinct_skipped += 1
                 continue
-            assert entry.url is not None
-            key = canonical_key(entry.url, self.map.site.case_sensitive)
-            canonical[entry.outcome].add(key)
-            if entry.rule is not None:
-                rule_hits[entry.rule.source] += entry.hits
+            assert decision.canonical is not None
+            canonical[decision.outcome].add(decision.canonical)
+            if decision.rule is not None:
+                rule_hits[decision.rule] += hits
             else:
-                unmapped.setdefault(key, []).append(entry)
+                unmapped.setdefault(decision.canonical, []).append((decision, hits))
         requests["skipped"] += sum(self.other.values())
         distinct = {o: len(canonical[o]) for o in OUTCOMES}
-        distinct["skipped"] = sum(1 for e in self.cache.values() if e.outcome == "skipped")
+        distinct["skipped"] = distinct_skipped
         return CoverageReport(
             lines=self.lines,
             unreadable=self.unreadable,
             requests=requests,
             distinct=distinct,
             skipped=dict(skipped.most_common()),
-            drafts=tuple(drafts(unmapped.values(), self.map.site.case_sensitive)[:top]),
+            drafts=tuple(drafts(unmapped.values())[:top]),
             unused=tuple(r for r in self.map.rules if r.source not in rule_hits),
             rule_hits=dict(rule_hits),
             rules=len(self.map.rules),
         )
+
+
+def decide_one(redirect_map: RedirectMap, host: str, key: Key) -> Decision:
+    """Decide one (host, target) with the server's ``decide`` and classify the answer."""
+    vhost, target = key
+    outcome = decide(redirect_map, "GET", vhost or host, target)
+    case_sensitive = redirect_map.site.case_sensitive
+    if isinstance(outcome, (Redirect, Gone)):
+        name = "redirect" if isinstance(outcome, Redirect) else "gone"
+        return Decision(
+            name, rule=outcome.rule.source, canonical=canonical_key(outcome.url, case_sensitive)
+        )
+    if isinstance(outcome, NotFound):
+        url = outcome.url
+        reason = skip_reason(url.path)
+        if reason:
+            return Decision("skipped", reason)
+        return Decision(
+            "unmapped",
+            canonical=canonical_key(url, case_sensitive),
+            shape=_shape(url, case_sensitive),
+            shown=shown_url(url),
+        )
+    if isinstance(outcome, UnknownHost):
+        return Decision("skipped", "host not under hosts:")
+    if isinstance(outcome, BadRequest):
+        return Decision("skipped", "malformed URL (400)")
+    return Decision("skipped", "/-/ service endpoint")
+
+
+# Below this many distinct URLs, starting processes costs more than it saves.
+PARALLEL_MIN = 20_000
+_CHUNK = 5_000
+_worker_map: RedirectMap | None = None  # the map a forked worker inherits
+
+
+def _decide_chunk(args: tuple[str, list[Key]]) -> list[Decision]:
+    host, keys = args
+    assert _worker_map is not None
+    return [decide_one(_worker_map, host, key) for key in keys]
+
+
+def decide_keys(
+    redirect_map: RedirectMap,
+    host: str,
+    keys: list[Key],
+    jobs: int = 1,
+    progress: Callable[[int], None] | None = None,
+) -> Iterator[Decision]:
+    """Yield the decision for each key, in order; fork ``jobs`` workers for many keys."""
+    chunks = [keys[i : i + _CHUNK] for i in range(0, len(keys), _CHUNK)]
+    if jobs > 1 and len(keys) >= PARALLEL_MIN and "fork" in mp.get_all_start_methods():
+        global _worker_map
+        # Forked workers inherit the loaded map: nothing is pickled but keys and answers.
+        _worker_map = redirect_map
+        try:
+            with mp.get_context("fork").Pool(jobs) as pool:
+                for decisions in pool.imap(_decide_chunk, [(host, c) for c in chunks]):
+                    if progress is not None:
+                        progress(len(decisions))
+                    yield from decisions
+        finally:
+            _worker_map = None
+        return
+    for chunk in chunks:
+        yield from (decide_one(redirect_map, host, key) for key in chunk)
+        if progress is not None:
+            progress(len(chunk))
 
 
 def _unescape(target: bytes) -> bytes:
@@ -326,7 +395,13 @@ def skip_reason(path: str) -> str:
 
 def canonical_key(url: LegacyURL, case_sensitive: bool) -> tuple[object, ...]:
     """Return a URL's canonical identity: host, folded path, significant first values."""
-    values = url.first_values() if url.params else {}
+    params = url.params
+    if not params:
+        return (url.host, url.path, ())
+    if len(params) == 1:
+        only = params[0]
+        return (url.host, url.path, ((only.key, fold(only.value, case_sensitive)),))
+    values = url.first_values()
     return (
         url.host,
         url.path,
@@ -350,19 +425,22 @@ def _numeric(text: str) -> bool:
     return text.isascii() and text.isdigit()
 
 
-def drafts(groups: Iterable[list[_Entry]], case_sensitive: bool) -> list[Draft]:
-    """Group unmapped URLs by shape (host, numbers collapsed) into drafts, most hits first."""
-    shapes: dict[tuple[object, ...], list[tuple[int, LegacyURL]]] = {}
-    for entries in groups:
-        hits = sum(e.hits for e in entries)
-        best = max(entries, key=lambda e: e.hits)
-        assert best.url is not None
-        shapes.setdefault(_shape(best.url, case_sensitive), []).append((hits, best.url))
+def drafts(groups: Iterable[list[tuple[Decision, int]]]) -> list[Draft]:
+    """Group unmapped URLs by shape (host, numbers collapsed) into drafts, most hits first.
+
+    Each group holds the raw forms of one canonical URL with their hits.
+    """
+    shapes: dict[tuple[object, ...], list[tuple[int, str]]] = {}
+    for group in groups:
+        hits = sum(h for _, h in group)
+        best = max(group, key=lambda pair: pair[1])[0]
+        assert best.shape is not None and best.shown is not None
+        shapes.setdefault(best.shape, []).append((hits, best.shown))
     out = []
     for shape, urls in shapes.items():
         host, segments, params = shape
         assert isinstance(segments, tuple) and isinstance(params, tuple)
-        names = iter(("id", *(f"id{n}" for n in range(2, 100))))
+        names = iter(("id", *(f"id{n}" for n in range(2, 1000))))
         written_segments = [s if s is not None else f"<int:{next(names)}>" for s in segments]
         written_params = [(k, v if v is not None else f"<int:{next(names)}>") for k, v in params]
         text = from_text(
@@ -372,14 +450,14 @@ def drafts(groups: Iterable[list[_Entry]], case_sensitive: bool) -> list[Draft]:
             raw_segments=frozenset(i for i, s in enumerate(segments) if s is None),
             raw_values=frozenset(i for i, (_, v) in enumerate(params) if v is None),
         )
-        urls.sort(key=lambda pair: -pair[0])
+        urls.sort(key=lambda pair: (-pair[0], pair[1]))
         out.append(
             Draft(
                 host=str(host),
                 from_text=text,
                 hits=sum(h for h, _ in urls),
                 urls=len(urls),
-                examples=tuple((shown_url(u), h) for h, u in urls[:3]),
+                examples=tuple((u, h) for h, u in urls[:3]),
             )
         )
     out.sort(key=lambda d: (-d.hits, d.from_text))
@@ -388,8 +466,6 @@ def drafts(groups: Iterable[list[_Entry]], case_sensitive: bool) -> list[Draft]:
 
 def shown_url(url: LegacyURL) -> str:
     """Return a URL for a report: host and the raw target, with bytes beyond ASCII escaped."""
-    from gateway.ops.explain import shown
-
     return f"{url.host}{shown(url.raw_target)}"
 
 
@@ -428,9 +504,23 @@ def coverage(
     *,
     host: str | None = None,
     top: int = 20,
+    jobs: int = 1,
     progress: Callable[[int], None] | None = None,
 ) -> CoverageReport:
     """Replay every log (file names, ``-`` for stdin) through the map and report."""
+    replay = read_logs(redirect_map, logs, host=host, progress=progress)
+    replay.decide(jobs=jobs)
+    return replay.report(top)
+
+
+def read_logs(
+    redirect_map: RedirectMap,
+    logs: Iterable[str],
+    *,
+    host: str | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Replay:
+    """Read and count every log (file names, ``-`` for stdin); nothing is decided yet."""
     replay = Replay(redirect_map, host)
     for name in logs:
         stream = open_log(name)
@@ -439,7 +529,7 @@ def coverage(
         finally:
             if name != "-":
                 stream.close()
-    return replay.report(top)
+    return replay
 
 
 # --- output ------------------------------------------------------------------------------

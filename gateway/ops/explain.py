@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import quote, unquote_to_bytes
+from urllib.parse import unquote_to_bytes
 
 from gateway.canonical import (
     Malformed,
@@ -23,7 +23,7 @@ from gateway.canonical import (
 )
 from gateway.decide import decide
 from gateway.mapfile import RedirectMap
-from gateway.ops.urls import request_of
+from gateway.ops.urls import request_of, shown
 from gateway.outcomes import (
     BadRequest,
     Gone,
@@ -36,9 +36,6 @@ from gateway.outcomes import (
 )
 from gateway.rules import Rule
 from gateway.web import BANNER_MAX_AGE, NO_STORE, archive_url, banner_language
-
-# Printable ASCII other than '%' stays as typed when a raw URL is shown.
-_PRINTABLE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%") + "%"
 
 
 @dataclass(frozen=True)
@@ -185,11 +182,6 @@ def printable(text: str) -> str:
     if text.isprintable():
         return text
     return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in text)
-
-
-def shown(raw: str) -> str:
-    """Return a wire-form string printable as it is: other bytes and controls as %XX."""
-    return quote(wire_bytes(raw), safe=_PRINTABLE)
 
 
 def _response(redirect_map: RedirectMap, outcome: Outcome) -> Response:

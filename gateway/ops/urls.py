@@ -12,12 +12,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from urllib.parse import quote
+
+from gateway.canonical import wire_bytes
 
 _SCHEME = re.compile(r"(?i)https?://")
 _HOST_FORM = re.compile(r"[A-Za-z0-9.-]+\.[A-Za-z]{2,}\.?(?::[0-9]+)?(?=/|\Z)")
 # Characters that would change a rule's meaning if written as they are: '%' starts an
 # escape, '<' '>' a placeholder, '?' '#' end the path, space and quotes confuse readers.
 _PATH_ESCAPES = {c: f"%{ord(c):02X}" for c in "%<>?# \"'\\{}"}
+# Printable ASCII stays as typed when a raw URL is shown; '%' too (escapes stay escapes).
+_PRINTABLE = "".join(chr(c) for c in range(0x21, 0x7F))
 _QUERY_ESCAPES = {**_PATH_ESCAPES, **{c: f"%{ord(c):02X}" for c in "&;=+"}}
 
 
@@ -37,6 +42,13 @@ def request_of(text: str, default_host: str) -> tuple[str, str]:
     # An absolute-form target names its host itself: decide reads it from there, as the
     # server does, and the Host header only counts for a path.
     return default_host, to_wire(text)
+
+
+def shown(raw: str) -> str:
+    """Return a wire-form string printable as it is: other bytes and controls as %XX."""
+    if raw.isascii() and raw.isprintable() and " " not in raw:
+        return raw
+    return quote(wire_bytes(raw), safe=_PRINTABLE)
 
 
 def _escape(text: str, table: dict[str, str]) -> str:

@@ -1,0 +1,212 @@
+"""Tests of gateway.ops.check: the loader's errors and the warnings `gateway check` adds.
+
+Each problem kind is asserted at its exact FILE:LINE. Lines are found from marker
+comments in the map text (`# <- name`), never from the checker's own output.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.mapfile import load_map
+from gateway.ops.check import check, covers, summary_line, to_json
+from gateway.rules import parse_from
+from tests.support import BUNDLED_MAP, WriteMap
+
+HEAD = """\
+version: 1
+site:
+  new_site: https://khv27.ru
+  allow_targets: [khv27.ru, "*.khv27.ru", www.khabarovskadm.ru]
+  case_sensitive: {case}
+hosts:
+  khabarovskadm.ru:
+    aliases: [www.khabarovskadm.ru]
+  int.khabarovskadm.ru: {{}}
+archive:
+  notice:
+    ru: "Архив."
+rules:
+"""
+
+LINT_RULES = """\
+  - from: /eng/<path:rest>                 # <- eng
+    to: /en/{rest}
+  - from: /eng/news/<int:id>               # <- shadowed
+    to: /en/news/{id}/
+  - from: /eng/about                       # <- redundant
+    to: /en/about
+  - from: /eng/contacts                    # <- not redundant: another target
+    to: /en/kontakty/
+  - from: /docs/<path:p>?lang=ru           # <- conditional: shadows nothing
+    to: /ru/docs/{p}
+  - from: /docs/<name>                     # <- not shadowed
+    to: /docs/{name}
+  - from: int.khabarovskadm.ru/eng/<x>     # <- host pattern: tried before every-host ones
+    to: /en/{x}
+  - from: /новости/<path:a>                # <- cyrillic
+    status: 410
+  - from: /%D0%BD%D0%BE%D0%B2%D0%BE%D1%81%D1%82%D0%B8/<path:b>   # <- encoded
+    status: 410
+  - from: /Archive/<path:a>                # <- Archive
+    status: 410
+  - from: /archive/<path:b>                # <- archive
+    status: 410
+  - from: /loop                            # <- loop
+    to: https://www.khabarovskadm.ru/loop
+  - from: /home
+    to: /
+    examples:
+      - /home/index.php                    # answered by this rule
+      - "https://www.khabarovskadm.ru/HOME/"
+  - from: /examples                        # <- examples
+    to: /x/
+    examples:
+      - /eng/examples
+      - /nowhere
+      - "http://evil.example/examples"
+      - /examples/%zz
+"""
+
+
+def line_of(text: str, marker: str) -> int:
+    """Return the 1-based line of the text that carries `# <- marker`."""
+    lines = [i for i, line in enumerate(text.splitlines(), 1) if f"# <- {marker}" in line]
+    assert len(lines) == 1, marker
+    return lines[0]
+
+
+@pytest.fixture
+def lint_map(write_map: WriteMap) -> tuple[Path, str]:
+    text = HEAD.format(case="false") + LINT_RULES
+    return write_map(text), text
+
+
+# (marker, severity, words the message must contain)
+EXPECTED = [
+    pytest.param("examples", "error", "'/eng/examples' is answered by", id="example-other-rule"),
+    pytest.param("examples", "error", "'/nowhere' is answered by no rule", id="example-no-rule"),
+    pytest.param("examples", "error", "names a host that is not served", id="example-bad-host"),
+    pytest.param("examples", "error", "is malformed", id="example-malformed"),
+    pytest.param("shadowed", "warning", "can never answer", id="shadowed-by-path-tail"),
+    pytest.param("redundant", "warning", "redundant: the pattern at", id="exact-same-as-pattern"),
+    pytest.param("encoded", "warning", "only by encoding", id="pattern-encoding-variant"),
+    pytest.param("archive", "warning", "only by letter case", id="pattern-case-variant"),
+    pytest.param("loop", "warning", "a legacy host", id="target-on-legacy-host"),
+]
+
+
+@pytest.mark.parametrize(("marker", "severity", "words"), EXPECTED)
+def test_each_problem_kind_at_its_line(
+    lint_map: tuple[Path, str], marker: str, severity: str, words: str
+) -> None:
+    path, text = lint_map
+    report = check(str(path))
+    found = [p for p in report.problems if words in p.message]
+    assert len(found) == 1, [str(p) for p in report.problems]
+    assert (found[0].file, found[0].line, found[0].severity) == (
+        str(path),
+        line_of(text, marker),
+        severity,
+    )
+    assert str(found[0]).startswith(f"{path}:{line_of(text, marker)}: {severity}: ")
+
+
+def test_nothing_else_is_reported(lint_map: tuple[Path, str]) -> None:
+    # The conditional pattern, the host pattern, /eng/contacts and /home raise nothing;
+    # the encoding variant is one warning, not also a shadowing one.
+    path, text = lint_map
+    report = check(str(path))
+    assert (report.errors, report.warnings) == (4, 5)
+    quiet = ("conditional", "not shadowed", "host pattern", "not redundant", "cyrillic", "eng")
+    assert not {p.line for p in report.problems} & {line_of(text, m) for m in quiet}
+    assert report.failed() and report.failed(strict=True)
+
+
+def test_summary_counts_rules_by_kind_hosts_errors_warnings(lint_map: tuple[Path, str]) -> None:
+    path, _ = lint_map
+    line = summary_line(check(str(path)))
+    # 14 rules: exact /eng/about /eng/contacts /loop /home /examples; patterns eng, shadowed,
+    # docs x2, host eng; 410: the four archive patterns.
+    assert line == (
+        f"{path}: 14 rules (5 exact, 0 query, 5 pattern, 4 gone), 2 hosts (+1 alias):"
+        " 4 errors, 5 warnings"
+    )
+
+
+def test_case_variants_of_exact_rules_in_a_case_sensitive_map(write_map: WriteMap) -> None:
+    text = HEAD.format(case="true") + (
+        "  - from: /About              # <- About\n    to: /a\n"
+        "  - from: /about              # <- about\n    to: /b\n"
+    )
+    path = write_map(text)
+    report = check(str(path))
+    assert [(p.line, p.severity) for p in report.problems] == [(line_of(text, "about"), "warning")]
+    assert "only by letter case" in report.problems[0].message
+    assert not report.failed() and report.failed(strict=True)
+
+
+LOADER_ERRORS = [
+    pytest.param(
+        "  - from: /a\n    status: 410\n    see: https://evil.example/   # <- here\n",
+        "not in allow_targets",
+        id="see-off-allowed-hosts",
+    ),
+    pytest.param(
+        "  - from: /a/\n    to: /x\n  - from: /A/index.php   # <- here\n    to: /y\n",
+        "duplicate of the rule at",
+        id="duplicate-exact-rule",
+    ),
+    pytest.param(
+        "  - from: /a\n    to: /x/{nope}   # <- here\n",
+        "which 'from' does not capture",
+        id="unbound-insert",
+    ),
+]
+
+
+@pytest.mark.parametrize(("rules", "words"), LOADER_ERRORS)
+def test_loader_errors_are_reported_at_their_line(
+    write_map: WriteMap, rules: str, words: str
+) -> None:
+    text = HEAD.format(case="false") + rules
+    path = write_map(text)
+    report = check(str(path))
+    assert report.summary is None
+    assert [(p.line, p.severity) for p in report.problems] == [(line_of(text, "here"), "error")]
+    assert words in report.problems[0].message
+    assert summary_line(report) == f"{path}: does not load: 1 error, 0 warnings"
+    assert to_json(report)["ok"] is False
+
+
+def test_the_bundled_map_is_clean() -> None:
+    report = check(str(BUNDLED_MAP))
+    assert report.problems == ()
+    assert report.summary is not None and report.summary.rules == len(load_map(BUNDLED_MAP).rules)
+
+
+def _steps(text: str) -> tuple[object, ...]:
+    parts = parse_from(
+        text, case_sensitive=False, is_ignored=lambda n: False, canonical_host=lambda h: h
+    )
+    assert parts.steps is not None
+    return parts.steps
+
+
+@pytest.mark.parametrize(
+    ("earlier", "later", "expected"),
+    [
+        pytest.param("/a/<path:p>", "/a/b/<x>", True, id="tail-covers-deeper"),
+        pytest.param("/a/<path:p>", "/a/<path:q>", True, id="tail-covers-tail"),
+        pytest.param("/a/<x>", "/a/<int:y>", True, id="any-segment-covers-int"),
+        pytest.param("/a/<x>", "/a/<path:q>", False, id="segment-does-not-cover-tail"),
+        pytest.param("/a/<int:x>", "/a/<y>", False, id="int-does-not-cover-any"),
+        pytest.param("/a/b<path:p>", "/a/bc/<x>", False, id="tail-with-head-not-judged"),
+        pytest.param("/a/<x>/c", "/a/<y>", False, id="longer-does-not-cover-shorter"),
+        pytest.param("/<x>/c/<path:p>", "/b/c/<int:i>", True, id="literal-under-any-segment"),
+    ],
+)
+def test_covers_is_sound(earlier: str, later: str, expected: bool) -> None:
+    assert covers(_steps(earlier), _steps(later)) is expected  # type: ignore[arg-type]
