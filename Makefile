@@ -42,11 +42,12 @@ fmt: $(STAMP) ## format and apply ruff's safe fixes
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# bench/ and fuzz/ come later; until then these say so and fail.
-bench: $(STAMP) ## run the benchmarks (bench/run.sh)
-	@if [ -f bench/run.sh ]; then VENV='$(VENV)' ./bench/run.sh; \
-	else echo 'make bench: bench/run.sh does not exist yet' >&2; exit 1; fi
+# make bench BENCH_ARGS=--quick for a smoke run; --matrix also compares gunicorn settings.
+BENCH_ARGS ?=
+bench: $(STAMP) ## run the benchmarks: wrk vs bare WSGI and nginx, micro (bench/run.py)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
+# fuzz/ comes later; until then this says so and fails.
 fuzz: $(STAMP) ## run the fuzzers (fuzz/run.sh)
 	@if [ -f fuzz/run.sh ]; then VENV='$(VENV)' ./fuzz/run.sh; \
 	else echo 'make fuzz: fuzz/run.sh does not exist yet' >&2; exit 1; fi
