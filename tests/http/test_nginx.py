@@ -383,3 +383,22 @@ def test_bundled_map_export_passes_nginx_t(nginx_binary: str, tmp_path: Path) ->
     done = Nginx(nginx_binary, tmp_path).config_test("bundled.conf")
     assert done.returncode == 0, done.stderr
     assert "test is successful" in done.stderr
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/a//b/%2e%2e/Nothing%41?x=%D0%B1",
+        "/%ED%EE%E2%EE%F1%F2%E8/nothing/",
+        "/upload/./x%20y.pdf?utm_source=vk",
+    ],
+    ids=["slashes-dots-escapes", "windows-1251", "banner-410-raw-query"],
+)
+def test_nginx_passes_the_raw_uri_on(pair: Pair, target: str) -> None:
+    # The banner's archived-copy link holds the raw path and query as the gateway got them:
+    # through nginx it must be byte for byte the same (no merge_slashes, no decoding).
+    alone = raw_request(pair.gateway.port, target)
+    edge = raw_request(pair.nginx.port, target)
+    assert edge.status == alone.status
+    assert f"http://khabarovskadm.ru{target}".encode() in alone.body
+    assert edge.body == alone.body
