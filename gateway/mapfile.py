@@ -15,6 +15,7 @@ import hashlib
 import io
 import os
 import re
+import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,6 +33,7 @@ _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 MAX_FILE_BYTES = 64 * 1024 * 1024
 MAX_DEPTH = 16
+MAX_PROBLEMS = 200  # a list longer than this is no help to anyone, and costs memory
 STATUSES = (301, 302, 307, 308, 410)
 DEFAULT_IGNORE_QUERY = (
     "utm_*",
@@ -207,6 +209,9 @@ def read_yaml(text: str, file: str) -> Any:
     try:
         for event in yaml.parse(text, Loader=_Loader):
             line = event.start_mark.line + 1 if event.start_mark else 0
+            if len(problems) >= MAX_PROBLEMS:
+                # 10 MB of "a: " lines would otherwise be 2.6 million problems (and 1 GB).
+                raise _Refused(line, f"too many problems: stopped reading after {MAX_PROBLEMS}")
             if isinstance(event, yaml.AliasEvent):
                 raise _Refused(line, "YAML aliases (*name) are not allowed")
             if isinstance(event, yaml.DocumentStartEvent):
@@ -247,7 +252,9 @@ def read_yaml(text: str, file: str) -> Any:
     except yaml.YAMLError as exc:
         position = getattr(exc, "position", None)
         line = text.count("\n", 0, position) + 1 if isinstance(position, int) else 0
-        return None, [*problems, Problem(file, line, f"YAML: {exc}")]
+        # One line per problem: a ReaderError's text goes on with '\n  in "<unicode string>"'.
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return None, [*problems, Problem(file, line, f"YAML: {first_line}")]
     except RecursionError:
         return None, [*problems, Problem(file, 0, "YAML nested too deeply")]
     if root is _NO_KEY or root is None:
@@ -265,9 +272,21 @@ class _Refused(Exception):
 def read_text(path: Path, file: str) -> tuple[str | None, bytes, list[Problem]]:
     """Read a map file as UTF-8 text (a BOM is allowed), or report why not."""
     try:
-        if path.stat().st_size > MAX_FILE_BYTES:
+        # O_NONBLOCK and fstat: a FIFO put in the map's place would block a plain read until
+        # a writer came (hanging startup or a reload), and /dev/zero would never end.
+        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as stream:
+            mode = os.fstat(stream.fileno()).st_mode
+            if stat.S_ISDIR(mode):
+                raise IsADirectoryError
+            if not stat.S_ISREG(mode):
+                return (
+                    None,
+                    b"",
+                    [Problem(file, 0, "not a regular file (a FIFO, socket or device)")],
+                )
+            data = stream.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:
             return None, b"", [Problem(file, 0, f"larger than {MAX_FILE_BYTES} bytes")]
-        data = path.read_bytes()
     except IsADirectoryError:
         return None, b"", [Problem(file, 0, "is a directory, not a file")]
     except OSError as exc:
@@ -290,7 +309,11 @@ class _Report:
         self.problems = problems
 
     def error(self, line: int, message: str) -> None:
-        self.problems.append(Problem(self.file, line, message))
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append(Problem(self.file, line, message))
+        elif len(self.problems) == MAX_PROBLEMS:
+            stop = f"too many problems: stopped reporting after {MAX_PROBLEMS}"
+            self.problems.append(Problem(self.file, line, stop))
 
     def unknown_keys(self, node: YMap, allowed: tuple[str, ...], what: str) -> None:
         for key in node:
@@ -361,7 +384,7 @@ def _parse_site(report: _Report, node: Any, line: int) -> Site | None:
     new_site = report.typed(node, "new_site", str, "site.new_site")
     origin = _ORIGIN.match(new_site or "")
     if new_site is None:
-        if "new_site" not in node:
+        if node.get("new_site") is None:  # absent, or a key with no value
             report.error(node.line, "site.new_site is required (e.g. https://khv27.ru)")
         return None
     if not origin:
@@ -453,14 +476,15 @@ def _parse_archive(report: _Report, node: Any, line: int) -> Archive | None:
             f"archive.wayback must be an http(s) URL prefix, not {wayback!r}",
         )
     if notice is None:
-        if "notice" not in node:
+        if node.get("notice") is None:  # absent, or a key with no value
             report.error(node.line, "archive.notice.ru is required")
         return None
     report.unknown_keys(notice, ("ru", "en"), "archive.notice")
     ru = report.typed(notice, "ru", str, "archive.notice.ru")
     en = report.typed(notice, "en", str, "archive.notice.en")
     if not ru or not ru.strip():
-        if "ru" not in notice or ru is not None:
+        # Absent, no value, empty or blank; a wrong type was reported by typed() already.
+        if notice.get("ru") is None or isinstance(notice.get("ru"), str):
             report.error(notice.line, "archive.notice.ru is required and must not be empty")
         return None
     return Archive(notice_ru=ru.strip(), notice_en=(en or ru).strip(), wayback=wayback)

@@ -199,20 +199,20 @@ class Matcher:
             rest = "/".join(texts[i:])
             for length, by_head in node.tails.items():
                 for step, rule in by_head.get(key[:length], ()):
-                    found = step.regex.match(rest)
-                    if found:
+                    found = step.match(rest)
+                    if found is not None:
                         yield (
                             rule,
-                            {**captures, **dict(zip(step.names, found.groups(), strict=True))},
+                            {**captures, **dict(zip(step.names, found, strict=True))},
                         )
         child = node.literal.get(key)
         if child is not None:
             yield from self._walk(child, keys, texts, i + 1, captures)
         for length, by_head_p in node.patterns.items():
             for step, grandchild in by_head_p.get(key[:length], ()):
-                found = step.regex.match(text)
-                if found:
-                    inner = {**captures, **dict(zip(step.names, found.groups(), strict=True))}
+                found = step.match(text)
+                if found is not None:
+                    inner = {**captures, **dict(zip(step.names, found, strict=True))}
                     yield from self._walk(grandchild, keys, texts, i + 1, inner)
 
     def exact_rules(self) -> Iterable[Rule]:
