@@ -221,7 +221,9 @@ def export_nginx(
                 hosted[f"{rule.host}{spelling}"] = value
         report.answer(rule)
     report.entries = len(hosted) + len(every)
-    text = _render_nginx(redirect_map, hosted, every, listens=listens, upstream=upstream)
+    text = _render_nginx(
+        redirect_map, hosted, every, listens=listens, upstream=upstream, report=report
+    )
     return text, report
 
 
@@ -251,6 +253,7 @@ def _render_nginx(
     *,
     listens: list[str],
     upstream: str,
+    report: ExportReport,
 ) -> str:
     site = redirect_map.site
     keys = [*hosted, *every, *redirect_map.hosts]
@@ -280,6 +283,9 @@ def _render_nginx(
     w("# of the spellings below (any ASCII case): exact, condition-free redirect rules.")
     w("# Everything else (banners, patterns, query conditions, non-ASCII case variants,")
     w("# windows-1251, dot segments, '//', any query) goes to the gateway unchanged.")
+    w("#")
+    for line in report.summary()[1:]:
+        w(f"#{line}")
     w("")
     w(f"map_hash_bucket_size {bucket};")
     w(f"map_hash_max_size {max_size};")
