@@ -235,12 +235,16 @@ class Replay:
             method = str(record.get("method") or "GET").upper()
             if method not in ("GET", "HEAD"):
                 return "method other than GET or HEAD"
-            target = record.get("path") or record.get("raw_path") or record.get("target")
+            # The gateway's own lines (gateway.accesslog) carry raw_target; its "path" is the
+            # canonical path, used only by logs that have nothing better (then with "query").
+            target = record.get("raw_target") or record.get("target")
             if not isinstance(target, str):
-                return None
-            query = record.get("query")
-            if "path" not in record and isinstance(query, str) and query:
-                target = f"{target}?{query}"
+                target = record.get("raw_path") or record.get("path")
+                if not isinstance(target, str):
+                    return None
+                query = record.get("query")
+                if isinstance(query, str) and query:
+                    target = f"{target}?{query}"
             host = record.get("host")
             return (host if isinstance(host, str) and host else None), _wire(target)
         if _URL_LINE.fullmatch(text):
