@@ -205,3 +205,22 @@ def test_progress_is_told_every_row(map_file: Path, cp1251_csv: Path) -> None:
 def test_unknown_host_option_is_refused(map_file: Path, cp1251_csv: Path) -> None:
     with pytest.raises(ImportFailed, match=r"--host 'evil\.example' is not under hosts:"):
         plan_import(load_map(map_file), str(cp1251_csv), host="evil.example")
+
+
+def test_a_row_that_takes_an_example_of_another_rule(write_map: WriteMap, tmp_path: Path) -> None:
+    map_file = write_map(MAP)
+    text = MAP.replace(
+        "include: [redirects.d/*.csv]\n",
+        "  - from: /search/\n    to: /search/\n    keep_query: true\n"
+        "    examples: [/search/?q=Budget]\n"
+        "include: [redirects.d/*.csv]\n",
+    )
+    map_file.write_text(text, encoding="utf-8")
+    csv_file = tmp_path / "in.csv"
+    csv_file.write_text("/search/?q=budget,/budget/\n/search/?q=other,/other/\n", encoding="utf-8")
+    plan = plan_import(load_map(map_file), str(csv_file))
+    assert [(p.line, p.severity) for p in plan.problems] == [(1, "error"), (2, "note")]
+    assert plan.problems[0].message.startswith(
+        f"answers '/search/?q=Budget', an example of {map_file}:20 ('/search/')"
+    )
+    assert table_text(plan.rows) == "from,to,status,note\n/search?q=other,/other/,301,\n"

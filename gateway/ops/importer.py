@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.canonical import Malformed, fold, parse_request, split_target
-from gateway.decide import answer
+from gateway.decide import answer, decide
 from gateway.mapfile import (
     CSV_HEADER,
     MapError,
@@ -393,7 +393,17 @@ def _against_map(
         matcher=Matcher(merged, case_sensitive=site.case_sensitive),
     )
     hosts = tuple(dict.fromkeys(redirect_map.hosts.values()))
+    stolen = _stolen_examples(redirect_map, before, after, existing, new_rules)
     for (row, _, target), rule in zip(rows, new_rules, strict=True):
+        if rule.source in stolen:
+            for example, owner in stolen[rule.source]:
+                problem(
+                    row.line,
+                    f"answers {example!r}, an example of {owner.source} ({owner.from_text!r}),"
+                    f" which that rule must answer ({_why(rule, owner)}): change the row or"
+                    " the example",
+                )
+            continue
         answered: list[str] = []
         lost: list[tuple[str, Rule]] = []
         same: Rule | None = None
@@ -441,14 +451,40 @@ def _against_map(
             problem(
                 row.line,
                 f"overrides {overrides.source} ({overrides.from_text!r},"
-                f" {_answer_text(overrides)}) for this URL: an exact rule wins over a pattern",
+                f" {_answer_text(overrides)}) for this URL: {_why(rule, overrides)}",
                 "note",
             )
         yield row, rule, target
 
 
+def _stolen_examples(
+    redirect_map: RedirectMap,
+    before: RedirectMap,
+    after: RedirectMap,
+    existing: list[Rule],
+    new_rules: list[Rule],
+) -> dict[str, list[tuple[str, Rule]]]:
+    """Find the map's ``examples:`` that a new row would answer instead of their own rule."""
+    new_sources = {r.source for r in new_rules}
+    stolen: dict[str, list[tuple[str, Rule]]] = {}
+    for owner in existing:
+        host = owner.host or redirect_map.default_host
+        for example in owner.examples:
+            host_header, target = request_of(example, host)
+            now = decide(after, "GET", host_header, target)
+            if not isinstance(now, (Redirect, Gone)) or now.rule.source not in new_sources:
+                continue
+            was = decide(before, "GET", host_header, target)
+            # An example that was already broken is `gateway check`'s to report, not the row's.
+            if isinstance(was, (Redirect, Gone)) and was.rule is owner:
+                stolen.setdefault(now.rule.source, []).append((example, owner))
+    return stolen
+
+
 def _why(winner: Rule, loser: Rule) -> str:
     """Say which step of the precedence (spec §4) lets ``winner`` answer before ``loser``."""
+    if winner.steps is None and loser.steps is not None:
+        return "an exact rule wins over a pattern"
     if winner.steps is None and winner.host is not None and loser.host is None:
         return "a host's own exact rule wins over an every-host one"
     if len(winner.conditions) > len(loser.conditions):
