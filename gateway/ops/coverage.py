@@ -138,12 +138,13 @@ class Draft:
     urls: int
     examples: tuple[tuple[str, int], ...]  # (URL as shown, hits), most hit first
 
-    def yaml(self) -> str:
+    def yaml(self, comment: bool = True) -> str:
         """Return the draft as a YAML rule to paste under ``rules:`` (a 410 until edited)."""
         shown = ", ".join(url for url, _ in self.examples)
+        head = f"  # {_plural(self.hits, 'hit')}, {_plural(self.urls, 'URL')}; e.g. {shown}\n"
         return (
-            f"  # {_plural(self.hits, 'hit')}, {_plural(self.urls, 'URL')}; e.g. {shown}\n"
-            f"  - from: {json.dumps(self.from_text, ensure_ascii=False)}\n"
+            (head if comment else "")
+            + f"  - from: {json.dumps(self.from_text, ensure_ascii=False)}\n"
             f"    status: 410  # or, once the new page is known: to: /...\n"
             f"    note: draft from gateway coverage"
         )

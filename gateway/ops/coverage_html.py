@@ -21,7 +21,7 @@ text-align:left;vertical-align:top}td.n,th.n{text-align:right;font-variant-numer
 .bar{display:flex;height:2rem;border-radius:4px;overflow:hidden;margin:.5rem 0}
 .bar span{display:block;height:100%}.key span{display:inline-block;width:.8rem;height:.8rem;
 margin:0 .3rem 0 1rem;vertical-align:middle}code,pre{font:13px/1.4 ui-monospace,monospace}
-pre{background:#f6f6f6;padding:.5rem;overflow-x:auto;margin:0}small{color:#666}
+pre{background:#f6f6f6;padding:.5rem;margin:0;white-space:pre-wrap;overflow-wrap:anywhere}small{color:#666}
 """
 
 
@@ -59,7 +59,8 @@ def render_html(report: CoverageReport, map_path: str, logs: list[str]) -> str:
         f"<tr><td>{e(reason)}</td><td class=n>{n}</td></tr>" for reason, n in r.skipped.items()
     )
     drafts = "".join(
-        f"<tr><td class=n>{d.hits}</td><td class=n>{d.urls}</td><td><pre>{e(d.yaml())}</pre>"
+        f"<tr><td class=n>{d.hits}</td><td class=n>{d.urls}</td>"
+        f"<td><pre>{e(d.yaml(comment=False))}</pre>"
         f"<small>{'<br>'.join(f'{e(u)} ({h})' for u, h in d.examples)}</small></td></tr>"
         for d in r.drafts
     )
