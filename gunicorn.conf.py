@@ -8,12 +8,27 @@ instead of booting workers that would each fail on it.
     GATEWAY_BIND     address to listen on (default: 127.0.0.1:8080)
     GATEWAY_WORKERS  worker processes (default: the number of CPUs)
     GATEWAY_THREADS  threads per worker (default: 4)
+
+Live operations (gateway/maps.py, metrics.py, accesslog.py; docs/operations.md):
+
+    GATEWAY_RELOAD_INTERVAL   seconds between checks of the map's files (default: 2)
+    GATEWAY_STATE_DIR         where the last-known-good copy of the map is kept
+                              (default: $TMPDIR/legacy-gateway-<uid>; "off": none)
+    GATEWAY_ACCESS_LOG        JSON access lines: "-" stdout (default), a file, or "off"
+    PROMETHEUS_MULTIPROC_DIR  the workers' shared metrics files (default: a fresh temp
+                              folder, removed at exit); emptied at start
+
+Every worker loads the map itself and reloads it when its files change, so the app
+is not preloaded: a worker forked after HUP imports the code and reads the map as
+they are on disk then, falling back to the last-known-good copy if the map is broken.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 from typing import Any
 
 
@@ -36,10 +51,13 @@ workers = _env_int("GATEWAY_WORKERS", os.cpu_count() or 2)
 # Threads, because a request is CPU-light and a slow client should not hold a process.
 worker_class = "gthread"
 threads = _env_int("GATEWAY_THREADS", 4)
-# Lets a new master bind the same port while the old one drains (zero-downtime restart).
-# Since gunicorn 24 it also means that each worker opens its own listening socket (the
-# kernel spreads connections among them) and the master opens none.
-reuse_port = True
+# Off: with SO_REUSEPORT (gunicorn >= 24) each worker listens on a socket of its own, and
+# a worker that stops (HUP, a graceful restart) closes it with connections still queued
+# on it, which get a reset: measured 5 resets in 8 HUPs under a steady request loop, and
+# none with one socket shared by all workers, the master's (tests/http/test_live_ops.py).
+# HUP is how the gateway picks up new code without dropping a request, so that wins over
+# the spreading of keep-alive connections that reuse_port gives (see issue 5).
+reuse_port = False
 # gunicorn >= 25.1 opens a control socket at one per-user path ($HOME/.gunicorn/gunicorn.ctl)
 # by default; a second master (a reuse_port restart, the tests) would take it over and
 # unlink it on exit. Nothing here uses gunicornc. Older gunicorns ignore the name.
@@ -53,10 +71,17 @@ limit_request_line = 8190
 accesslog = None
 errorlog = "-"
 proc_name = "legacy-gateway"
+# Not preloaded: each worker loads (and reloads) its own map, so a worker respawned
+# after a crash or a HUP starts from the map on disk, not from a copy the master
+# loaded at startup. See docs/operations.md.
+preload_app = False
 
 
 def on_starting(server: Any) -> None:
     """Refuse to start on a map that does not load: every problem, then exit 1."""
+    # First: importing gateway imports prometheus_client, which picks single- or
+    # multi-process mode from PROMETHEUS_MULTIPROC_DIR once, at import (workers inherit it).
+    _metrics_dir()
     from gateway.mapfile import MapError, load_map
 
     map_path = os.environ.get("GATEWAY_MAP", "redirects.yaml")
@@ -69,15 +94,59 @@ def on_starting(server: Any) -> None:
             f"gateway: refusing to start: {len(e.problems)} problem(s) in {map_path}",
             file=sys.stderr,
         )
+        on_exit(server)
         sys.exit(1)
     except OSError as e:
         print(
             f"gateway: refusing to start: cannot read map {map_path}: {e.strerror or e}",
             file=sys.stderr,
         )
+        on_exit(server)
         sys.exit(1)
     finally:
         # Forget the gateway modules so that workers forked after a HUP import the code
         # as it is on disk then, not the copy the master loaded for this check.
         for name in [m for m in sys.modules if m == "gateway" or m.startswith("gateway.")]:
             del sys.modules[name]
+
+
+# Set when gunicorn made the metrics folder itself, so that on_exit removes it.
+_OWN_METRICS_DIR = "GATEWAY_OWN_METRICS_DIR"
+
+
+def _metrics_dir() -> None:
+    """Give prometheus_client's multiprocess mode an empty folder, before any worker starts."""
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not path:
+        path = tempfile.mkdtemp(prefix="legacy-gateway-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+        os.environ[_OWN_METRICS_DIR] = path
+        return
+    os.makedirs(path, exist_ok=True)
+    # Figures from an earlier run would be added to this one's.
+    for name in os.listdir(path):
+        if name.endswith(".db"):
+            os.unlink(os.path.join(path, name))
+
+
+def post_worker_init(worker: Any) -> None:
+    """Start the worker's map watcher now, not at its first request (threads don't survive fork)."""
+    extensions = getattr(worker.wsgi, "extensions", None)
+    maps = extensions.get("gateway.maps") if isinstance(extensions, dict) else None
+    if maps is not None:
+        maps.start_watching()
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """Drop a dead worker's per-process gauges (its counters stay in the totals)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server: Any) -> None:
+    """Remove the metrics folder gunicorn made for itself."""
+    own = os.environ.get(_OWN_METRICS_DIR)
+    if own and own == os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        shutil.rmtree(own, ignore_errors=True)

@@ -120,6 +120,8 @@ class RedirectMap:
     version: str  # content hash of those files
     loaded_at: datetime
     matcher: Matcher = field(compare=False, repr=False)
+    # The include globs joined to the map's folder: a reload re-globs them to see new files.
+    include_patterns: tuple[str, ...] = ()
 
     @property
     def default_host(self) -> str:
@@ -693,7 +695,12 @@ def _csv_rules(ctx: _RuleContext, report: _Report, text: str) -> None:
 
 
 def _include_files(
-    report: _Report, node: Any, line: int, base: Path, shown_base: str
+    report: _Report,
+    node: Any,
+    line: int,
+    base: Path,
+    shown_base: str,
+    patterns: list[str] | None = None,
 ) -> Iterator[tuple[Path, str]]:
     if node is None:
         return
@@ -713,6 +720,8 @@ def _include_files(
                 pline, f"include {pattern!r}: only .yaml, .yml and .csv files can be included"
             )
             continue
+        if patterns is not None:
+            patterns.append(str(base / pattern))
         matches = sorted(glob.glob(str(base / pattern)))
         if not matches and not glob.has_magic(pattern):
             report.error(pline, f"include {pattern!r}: no such file")
@@ -759,12 +768,15 @@ def load_map(path: str | os.PathLike[str]) -> RedirectMap:
     ctx = _RuleContext(site, hosts)
     _yaml_rules(ctx, report, root.get("rules"), key_line("rules", 1))
     base, shown_base = main.parent, os.path.dirname(shown)
+    include_patterns: list[str] = []
     for file, shown_file in _include_files(
-        report, root.get("include"), key_line("include", 1), base, shown_base
+        report, root.get("include"), key_line("include", 1), base, shown_base, include_patterns
     ):
         sub_text, sub_data, sub_problems = read_text(file, shown_file)
         problems += sub_problems
-        digest.update(b"\0" + shown_file.encode() + b"\0" + sub_data)
+        # Named relative to the map's folder: the same files give the same version however
+        # the map's path is spelled (and a last-known-good copy keeps its version).
+        digest.update(b"\0" + os.path.relpath(file, base).encode() + b"\0" + sub_data)
         files.append(shown_file)
         if sub_text is None:
             continue
@@ -795,6 +807,7 @@ def load_map(path: str | os.PathLike[str]) -> RedirectMap:
         version=digest.hexdigest()[:16],
         loaded_at=datetime.now(UTC),
         matcher=Matcher(rules, case_sensitive=site.case_sensitive),
+        include_patterns=tuple(include_patterns),
     )
 
 

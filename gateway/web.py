@@ -12,12 +12,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import os
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from html import escape
 from http import HTTPStatus
 from importlib.resources import files
-from typing import TYPE_CHECKING
+from time import perf_counter
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
 from flask import Flask, Response, jsonify, render_template, request
@@ -25,7 +27,7 @@ from werkzeug.datastructures import LanguageAccept
 from werkzeug.http import parse_accept_header
 
 from gateway.canonical import wire_bytes
-from gateway.decide import decide
+from gateway.decide import SERVICE_PREFIX, decide
 from gateway.outcomes import (
     BadRequest,
     Gone,
@@ -63,30 +65,71 @@ def request_target(environ: WSGIEnvironment) -> str:
     return f"{path}?{query}" if query else path or "/"
 
 
+class Recorder(Protocol):
+    """Records an answered request: metrics and the access log (gateway.accesslog)."""
+
+    def __call__(
+        self,
+        environ: WSGIEnvironment,
+        target: str,
+        outcome: Outcome | None,
+        status: int,
+        started: float,
+        redirect_map: RedirectMap | None,
+    ) -> None: ...
+
+
 class GatewayMiddleware:
     """Decide every request; answer redirects here, pass every other outcome to Flask."""
 
-    def __init__(self, maps: MapHolder, flask_app: WSGIApplication) -> None:
+    def __init__(
+        self, maps: MapHolder, flask_app: WSGIApplication, record: Recorder | None = None
+    ) -> None:
         self.maps = maps
         self.flask_app = flask_app
+        self.record = record
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        redirect_map = self.maps.current()
-        try:
-            outcome = decide(
-                redirect_map,
-                environ.get("REQUEST_METHOD", "GET"),
-                environ.get("HTTP_HOST", ""),
-                request_target(environ),
-            )
-        except Exception:
-            log.exception("deciding failed for %r", environ.get("RAW_URI"))
-            outcome = BadRequest("the request could not be read")
-        if type(outcome) is Redirect:
-            return self._redirect(outcome, redirect_map, environ, start_response)
+        started = perf_counter()
+        redirect_map = self.maps.current()  # once: the whole request sees one map version
+        target = request_target(environ)
+        outcome: Outcome | None
+        if redirect_map is None:
+            # No valid map at all: the service endpoints answer, everything else gets 503.
+            name = target[len(SERVICE_PREFIX) :].partition("?")[0]
+            outcome = ServiceEndpoint(name) if target.startswith(SERVICE_PREFIX) else None
+        else:
+            try:
+                outcome = decide(
+                    redirect_map,
+                    environ.get("REQUEST_METHOD", "GET"),
+                    environ.get("HTTP_HOST", ""),
+                    target,
+                )
+            except Exception:
+                log.exception("deciding failed for %r", environ.get("RAW_URI"))
+                outcome = BadRequest("the request could not be read")
+            if type(outcome) is Redirect:
+                body = self._redirect(outcome, redirect_map, environ, start_response)
+                if self.record is not None:
+                    self.record(environ, target, outcome, outcome.status, started, redirect_map)
+                return body
         environ[OUTCOME_KEY] = outcome
         environ[MAP_KEY] = redirect_map
-        return self.flask_app(environ, start_response)
+        if self.record is None or type(outcome) is ServiceEndpoint:
+            return self.flask_app(environ, start_response)  # /-/ endpoints are not recorded
+        statuses: list[str] = []
+
+        def capture(
+            status: str, headers: list[tuple[str, str]], exc_info: Any = None
+        ) -> Callable[[bytes], object]:
+            statuses.append(status)
+            return start_response(status, headers, exc_info)
+
+        result = self.flask_app(environ, capture)
+        code = int(statuses[-1][:3]) if statuses else 500
+        self.record(environ, target, outcome, code, started, redirect_map)
+        return result
 
     @staticmethod
     def _redirect(
@@ -154,7 +197,7 @@ def plain(status: int, text: str, **headers: str) -> Response:
     return response
 
 
-def init_app(app: Flask, maps: MapHolder) -> None:
+def init_app(app: Flask, maps: MapHolder, record: Recorder | None = None) -> None:
     """Wire the gateway into a Flask app: the middleware in front, one view behind it."""
     css, style_source = _style()
     csp = (
@@ -192,19 +235,28 @@ def init_app(app: Flask, maps: MapHolder) -> None:
         )
         return response
 
+    def service(outcome: ServiceEndpoint) -> Response:
+        if request.method not in ("GET", "HEAD"):
+            return plain(405, "Method not allowed.", Allow="GET, HEAD")
+        endpoint = endpoints.get(outcome.name)
+        return endpoint() if endpoint else plain(404, "No such service endpoint.")
+
     def answer() -> Response:
         """Render the outcome the middleware decided (or decide now, for direct WSGI use)."""
         outcome: Outcome | None = request.environ.get(OUTCOME_KEY)
         redirect_map = request.environ.get(MAP_KEY) or maps.current()
+        if isinstance(outcome, ServiceEndpoint):
+            return service(outcome)
+        if redirect_map is None:
+            return plain(
+                503, "Service unavailable: no valid redirect map is loaded.", **{"Retry-After": "5"}
+            )
         if outcome is None:
             outcome = decide(
                 redirect_map, request.method, request.host, request_target(request.environ)
             )
         if isinstance(outcome, ServiceEndpoint):
-            if request.method not in ("GET", "HEAD"):
-                return plain(405, "Method not allowed.", Allow="GET, HEAD")
-            endpoint = endpoints.get(outcome.name)
-            return endpoint() if endpoint else plain(404, "No such service endpoint.")
+            return service(outcome)
         if isinstance(outcome, MethodNotAllowed):
             return plain(
                 405, "Method not allowed: this site answers GET and HEAD.", Allow="GET, HEAD"
@@ -229,22 +281,34 @@ def init_app(app: Flask, maps: MapHolder) -> None:
     app.extensions["gateway.answer"] = answer
     app.extensions["gateway.endpoints"] = endpoints
     app.extensions["gateway.maps"] = maps
-    app.wsgi_app = GatewayMiddleware(maps, app.wsgi_app)  # type: ignore[method-assign]
+    app.wsgi_app = GatewayMiddleware(maps, app.wsgi_app, record)  # type: ignore[method-assign]
 
 
 def health(maps: MapHolder) -> Response:
-    """Answer /-/health: which map is served, since when, and the last reload error."""
-    current = maps.current()
+    """Answer /-/health: which map is served, since when, and the last reload error.
+
+    200 while a valid map is served (the map on disk, or its last-known-good copy:
+    "status" says "degraded"), 503 when there is none.
+    """
+    state = maps.status()
+    current = state.map
+    attempt = state.last_attempt_at
     response = jsonify(
-        status="ok",
-        version=current.version,
-        rules=len(current.rules),
-        rules_by_kind=_count_kinds(current),
-        hosts=sorted(set(current.hosts.values())),
-        loaded_at=current.loaded_at.isoformat(),
-        last_error=maps.last_error,
+        status={"map": "ok", "last-known-good": "degraded"}.get(state.serving, "unavailable"),
+        serving=state.serving,
+        version=current.version if current else None,
+        rules=len(current.rules) if current else 0,
+        rules_by_kind=_count_kinds(current) if current else {},
+        hosts=sorted(set(current.hosts.values())) if current else [],
+        map=current.path if current else maps.path,
+        loaded_at=current.loaded_at.isoformat() if current else None,
+        last_reload_attempt=attempt.isoformat() if attempt else None,
+        last_reload_ok=state.last_attempt_ok,
+        last_error=state.last_error,
+        pid=os.getpid(),
         now=datetime.now(UTC).isoformat(),
     )
+    response.status_code = 200 if current else 503
     response.headers["Cache-Control"] = NO_STORE
     return response
 

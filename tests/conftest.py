@@ -57,6 +57,13 @@ def pytest_runtest_makereport(
     return report
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _gateway_state_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
+    # The last-known-good map copies that servers started by tests keep (gateway/maps.py)
+    # go under pytest's own temp folder, which it prunes, not under the system's /tmp.
+    os.environ.setdefault("GATEWAY_STATE_DIR", str(tmp_path_factory.mktemp("gateway-state")))
+
+
 @pytest.fixture
 def map_path() -> Path:
     """The map `app` serves; override this fixture to serve another."""

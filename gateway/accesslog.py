@@ -1,0 +1,281 @@
+"""What each legacy request leaves behind: one JSON line in the access log, and its metrics.
+
+Owns the access log's format and destination. The logger is ``gateway.access``;
+``configure`` points it at stdout (``-``, the default), a file (appended to by
+every worker, one ``write`` per line, reopened when logrotate moves it) or
+nowhere (``off``) — env ``GATEWAY_ACCESS_LOG``. A line holds:
+
+    ts, pid, method, host, raw_target, path, outcome, status, rule, location,
+    referrer, user_agent, duration_ms, map
+
+``raw_target`` is the request target as received (bytes outside printable ASCII
+percent-encoded, so the line is text and ``gateway coverage`` can replay it);
+``path`` is its canonical path; ``rule`` is ``FILE:LINE``; ``location`` is the
+redirect's target; ``map`` is the version of the map that answered.
+Service endpoints (``/-/health``, ``/-/metrics``) leave no line. Nothing here
+ever raises into the request: a line that cannot be written is dropped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import sys
+import time
+from typing import TYPE_CHECKING
+
+from gateway.outcomes import (
+    BadRequest,
+    Gone,
+    MethodNotAllowed,
+    NotFound,
+    Outcome,
+    Redirect,
+    UnknownHost,
+)
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
+
+    from gateway.mapfile import RedirectMap
+    from gateway.metrics import Metrics
+
+ACCESS_LOGGER = "gateway.access"
+OFF = ("off", "none", "")
+
+access_log = logging.getLogger(ACCESS_LOGGER)
+
+OUTCOME_NAMES: dict[type, str] = {
+    Redirect: "redirect",
+    Gone: "gone",
+    NotFound: "not_found",
+    BadRequest: "bad_request",
+    UnknownHost: "unknown_host",
+    MethodNotAllowed: "method_not_allowed",
+}
+UNAVAILABLE = "unavailable"  # no valid map at all: 503
+
+_pid = os.getpid()
+
+
+def _after_fork() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
+class RequestRecorder:
+    """Record one answered request: its metrics, then its access-log line."""
+
+    def __init__(self, metrics: Metrics | None) -> None:
+        self.metrics = metrics
+
+    def __call__(
+        self,
+        environ: WSGIEnvironment,
+        target: str,
+        outcome: Outcome | None,
+        status: int,
+        started: float,
+        redirect_map: RedirectMap | None,
+    ) -> None:
+        """Record a request answered with `status` (outcome None: no map, 503)."""
+        try:
+            seconds = time.perf_counter() - started
+            name = OUTCOME_NAMES.get(type(outcome), UNAVAILABLE)
+            if self.metrics is not None:
+                self.metrics.observe(name, status, seconds)
+            if access_log.isEnabledFor(logging.INFO):
+                line = access_line(environ, target, outcome, name, status, seconds, redirect_map)
+                handlers = access_log.handlers
+                if len(handlers) == 1 and type(handlers[0]) is LineHandler:
+                    # configure()'s own handler: skip the LogRecord (it costs more than the line).
+                    handlers[0].write(line)
+                else:
+                    access_log.info(line)
+        except Exception:
+            # Never into the request: a broken log or metric must not become a 500.
+            _report_once("recording a request failed")
+
+
+def access_line(
+    environ: WSGIEnvironment,
+    target: str,
+    outcome: Outcome | None,
+    name: str,
+    status: int,
+    seconds: float,
+    redirect_map: RedirectMap | None,
+) -> str:
+    """Return the JSON access-log line for one answered request."""
+    url = getattr(outcome, "url", None)
+    rule = getattr(outcome, "rule", None)
+    host = getattr(outcome, "host", None)
+    return _encoder.encode(
+        {
+            "ts": _timestamp(),
+            "pid": _pid,
+            "method": _text(environ.get("REQUEST_METHOD")),
+            "host": host if host is not None else _text(environ.get("HTTP_HOST")),
+            "raw_target": _printable(target),
+            "path": url.path if url is not None else None,
+            "outcome": name,
+            "status": status,
+            "rule": rule.source if rule is not None else None,
+            "location": outcome.location if type(outcome) is Redirect else None,
+            "referrer": _text(environ.get("HTTP_REFERER")),
+            "user_agent": _text(environ.get("HTTP_USER_AGENT")),
+            "duration_ms": round(seconds * 1000, 3),
+            "map": redirect_map.version if redirect_map is not None else None,
+        }
+    )
+
+
+# One encoder: json.dumps(ensure_ascii=False) would build a new one per line.
+_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_second = -1
+_second_text = ""
+
+
+def _timestamp() -> str:
+    """Return the time now as ISO 8601 UTC with milliseconds (the date part cached per second)."""
+    global _second, _second_text
+    now = time.time()
+    second = int(now)
+    if second != _second:
+        _second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _second = second
+    return f"{_second_text}.{int((now - second) * 1000):03d}Z"
+
+
+def _text(value: object) -> str | None:
+    """Return a WSGI header value (latin-1 code points) as the text the client sent."""
+    if not isinstance(value, str):
+        return None
+    if value.isascii():
+        return value
+    try:
+        return value.encode("latin-1").decode("utf-8", "replace")
+    except UnicodeEncodeError:
+        return value
+
+
+def _printable(target: str) -> str:
+    """Return the raw target with every byte outside printable ASCII percent-encoded."""
+    if target.isascii() and target.isprintable() and " " not in target:
+        return target
+    return "".join(c if "!" <= c <= "~" else _escape(c) for c in target)
+
+
+def _escape(char: str) -> str:
+    return "".join(f"%{b:02X}" for b in char.encode("latin-1" if char <= "\xff" else "utf-8"))
+
+
+_reported: set[str] = set()
+
+
+def _report_once(what: str) -> None:
+    if what in _reported:
+        return
+    _reported.add(what)
+    with contextlib.suppress(Exception):
+        logging.getLogger(__name__).exception("%s (reported once per process)", what)
+
+
+# --- where the lines go ---------------------------------------------------------------------
+
+
+class LineHandler(logging.Handler):
+    """Write each record's message as one line with one write(2) (O_APPEND for files).
+
+    One write per line keeps lines whole when several workers append to one file.
+    A file moved away (logrotate) is noticed within a second and reopened.
+    """
+
+    REOPEN_CHECK = 1.0  # seconds
+
+    def __init__(self, destination: str) -> None:
+        super().__init__(logging.INFO)
+        self.destination = destination
+        self._fd = -1
+        self._checked = 0.0
+        self._open()
+
+    def _open(self) -> None:
+        if self.destination == "-":
+            self._fd = sys.stdout.fileno()
+            return
+        self._fd = os.open(
+            self.destination, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640
+        )
+
+    def _reopen_if_moved(self) -> None:
+        now = time.monotonic()
+        if self.destination == "-" or now - self._checked < self.REOPEN_CHECK:
+            return
+        self._checked = now
+        try:
+            moved = os.stat(self.destination).st_ino != os.fstat(self._fd).st_ino
+        except FileNotFoundError:
+            moved = True
+        if moved:
+            old, self._fd = self._fd, -1
+            os.close(old)
+            self._open()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Write the record's message and a newline."""
+        self.write(record.getMessage())
+
+    def write(self, line: str) -> None:
+        """Write one line (a newline is added); never raise."""
+        try:
+            with self.lock:  # type: ignore[union-attr]
+                self._reopen_if_moved()
+                data = (line + "\n").encode("utf-8", "replace")
+                while data:
+                    written = os.write(self._fd, data)
+                    data = data[written:]
+        except Exception:
+            _report_once(f"writing the access log to {self.destination!r} failed")
+
+    def close(self) -> None:
+        """Close the file (never stdout)."""
+        if self.destination != "-" and self._fd >= 0:
+            os.close(self._fd)
+        self._fd = -1
+        super().close()
+
+
+def configure(destination: str) -> None:
+    """Send access lines to stdout ("-"), a file (a path) or nowhere ("off")."""
+    _errors_to_stderr()
+    for handler in [h for h in access_log.handlers if isinstance(h, LineHandler)]:
+        access_log.removeHandler(handler)
+        handler.close()
+    access_log.propagate = False  # the lines are data, not messages for the error log
+    if destination.strip().lower() in OFF:
+        access_log.setLevel(logging.WARNING)  # we log at INFO: nothing gets through
+        return
+    access_log.setLevel(logging.INFO)
+    access_log.addHandler(LineHandler(destination))
+
+
+def _errors_to_stderr() -> None:
+    """Give the gateway's own messages (map reloads, faults) a stderr handler if none is set."""
+    gateway_log = logging.getLogger("gateway")
+    if gateway_log.handlers or logging.getLogger().handlers:
+        return  # configured by someone (gunicorn's logconfig, pytest): leave it alone
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        logging.Formatter(
+            "%(asctime)s [%(process)d] [%(levelname)s] %(name)s: %(message)s",
+            "[%Y-%m-%d %H:%M:%S %z]",
+        )
+    )
+    gateway_log.addHandler(handler)
+    gateway_log.setLevel(logging.INFO)
