@@ -262,7 +262,18 @@ def configure(destination: str) -> None:
         access_log.setLevel(logging.WARNING)  # we log at INFO: nothing gets through
         return
     access_log.setLevel(logging.INFO)
-    access_log.addHandler(LineHandler(destination))
+    try:
+        handler = LineHandler(destination)
+    except OSError as exc:
+        # A worker that cannot open its log still serves (gunicorn would halt on a boot
+        # failure); the lines go to stdout rather than nowhere.
+        logging.getLogger(__name__).error(
+            "cannot open the access log %s (%s): writing it to stdout",
+            destination,
+            exc.strerror or exc,
+        )
+        handler = LineHandler("-")
+    access_log.addHandler(handler)
 
 
 def _errors_to_stderr() -> None:

@@ -237,8 +237,7 @@ class MapHolder:
                 _newest_change(after) + int(SETTLE * 1e9) > started
             )
             if not unsettled:
-                self._swap(new, watched, after, attempt_at, event)
-                return True
+                return self._swap(new, watched, after, attempt_at, event)
             if time.monotonic() > deadline:
                 return False
 
@@ -249,7 +248,8 @@ class MapHolder:
         seen: Fingerprint,
         attempt_at: datetime,
         event: str,
-    ) -> None:
+    ) -> bool:
+        """Serve `new` (True), or keep the served map when it has the same content (False)."""
         old = self._status
         self._watched = watched
         self._seen = seen
@@ -259,7 +259,7 @@ class MapHolder:
                 old, last_attempt_at=attempt_at, last_attempt_ok=True, last_error=None
             )
             self._notify("unchanged")
-            return
+            return False
         self._status = Status(new, SERVING_MAP, attempt_at, True, None)
         self._current = new  # the one reference requests read: swapped whole
         if old.map is None:
@@ -275,6 +275,7 @@ class MapHolder:
         self._notify(event)
         if self.last_good is not None:
             self.last_good.save(new, seen)
+        return True
 
     def _failed(
         self,

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import logging
 import os
+import struct
+import time
 from typing import TYPE_CHECKING
 
 from flask import Response
@@ -35,6 +37,7 @@ log = logging.getLogger(__name__)
 # The text format every Prometheus version reads (what prometheus_client's own server
 # answers when a scraper asks for nothing newer).
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+RENDER_ATTEMPTS = 5
 # Redirects are answered in well under a millisecond; the banner takes longer.
 LATENCY_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 
@@ -143,14 +146,27 @@ class Metrics:
 
     def render(self) -> bytes:
         """Return every metric in Prometheus text format (all workers' under gunicorn)."""
-        if self.multiprocess_dir:
-            registry = CollectorRegistry()
-            MultiProcessCollector(registry, path=self.multiprocess_dir)  # type: ignore[no-untyped-call]
-            return generate_latest(registry)
-        return generate_latest(self.registry)
+        if not self.multiprocess_dir:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=self.multiprocess_dir)  # type: ignore[no-untyped-call]
+        for attempt in range(RENDER_ATTEMPTS):
+            try:
+                return generate_latest(registry)
+            except (struct.error, ValueError, OSError):
+                # A worker starting this moment has created its file but not yet sized
+                # it (prometheus_client's mmap_dict): read again in a moment.
+                if attempt == RENDER_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.01 * (attempt + 1))
+        raise AssertionError("unreachable")
 
     def endpoint(self) -> Response:
         """Answer /-/metrics."""
-        response = Response(self.render(), content_type=CONTENT_TYPE)
+        try:
+            response = Response(self.render(), content_type=CONTENT_TYPE)
+        except Exception:
+            log.exception("reading the metrics failed")
+            response = Response("metrics unavailable, try again\n", 503, mimetype="text/plain")
         response.headers["Cache-Control"] = "no-store"
         return response
