@@ -1,11 +1,13 @@
 """Write a synthetic combined-format access log of the old site, for timing ``gateway coverage``.
 
-    python tools/make_access_log.py 1000000 > /tmp/access.log
+    python tools/make_access_log.py 1000000 [IDS] > /tmp/access.log
 
-A fixed seed, so the same N gives the same file. The mix: news pages by ID (the
-map redirects them), uploads (410), section pages with numeric ids (unmapped),
-search with queries, page furniture, scanner noise, a few POSTs; ids drawn from a
-wide range so that about a third of the lines are distinct URLs.
+A fixed seed, so the same arguments give the same file. The mix: news pages by ID
+(the map redirects them), uploads (410), section pages with numeric ids
+(unmapped), search with queries, page furniture, scanner noise, a few POSTs. Ids
+are drawn from 1..IDS (default 300,000): with the default, 1,000,000 lines hold
+about 420,000 distinct URLs, a worst case for ``gateway coverage``, which decides
+each distinct URL once; IDS=3000 gives a log that repeats itself as real ones do.
 """
 
 from __future__ import annotations
@@ -16,10 +18,10 @@ import sys
 AGENT = '"-" "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36"'
 
 
-def targets(rng: random.Random) -> str:
+def targets(rng: random.Random, ids: int) -> str:
     """Return one request line's method and target."""
     roll = rng.random()
-    n = rng.randint(1, 300_000)
+    n = rng.randint(1, ids)
     if roll < 0.30:
         return f"GET /press-center/news/detail.php?ID={n}&utm_source=vk"
     if roll < 0.40:
@@ -38,8 +40,9 @@ def targets(rng: random.Random) -> str:
 
 
 def main() -> None:
-    """Write N lines (argv[1], default 1,000,000) to stdout."""
+    """Write N lines (argv[1], default 1,000,000) with ids up to argv[2] to stdout."""
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
+    ids = int(sys.argv[2]) if len(sys.argv) > 2 else 300_000
     rng = random.Random(27)
     out = sys.stdout
     for i in range(count):
@@ -47,7 +50,7 @@ def main() -> None:
         when = f"[{1 + i % 28:02d}/Feb/2021:{i % 24:02d}:{i % 60:02d}:{(i * 7) % 60:02d} +1000]"
         status = rng.choice((200, 200, 200, 304, 404))
         size = rng.randint(200, 90000)
-        out.write(f'{ip} - - {when} "{targets(rng)} HTTP/1.1" {status} {size} {AGENT}\n')
+        out.write(f'{ip} - - {when} "{targets(rng, ids)} HTTP/1.1" {status} {size} {AGENT}\n')
 
 
 if __name__ == "__main__":

@@ -349,14 +349,21 @@ def decide_one(redirect_map: RedirectMap, host: str, key: Key) -> Decision:
 # Below this many distinct URLs, starting processes costs more than it saves.
 PARALLEL_MIN = 20_000
 _CHUNK = 5_000
-_worker_map: RedirectMap | None = None  # the map a forked worker inherits
+# What a forked worker inherits instead of receiving it pickled: the map and the keys.
+_worker_map: RedirectMap | None = None
+_worker_keys: list[Key] = []
 
 
-def _decide_chunk(args: tuple[str, list[Key]]) -> list[Decision]:
-    host, keys = args
+def _decide_range(args: tuple[str, int, int]) -> list[tuple[Any, ...]]:
+    """Decide keys[start:stop] in a worker; answers go back as plain tuples (cheap to pickle)."""
+    host, start, stop = args
     assert _worker_map is not None
     with _no_gc():
-        return [decide_one(_worker_map, host, key) for key in keys]
+        return [_as_tuple(decide_one(_worker_map, host, key)) for key in _worker_keys[start:stop]]
+
+
+def _as_tuple(d: Decision) -> tuple[Any, ...]:
+    return (d.outcome, d.reason, d.rule, d.canonical, d.shape, d.shown)
 
 
 def decide_keys(
@@ -367,26 +374,26 @@ def decide_keys(
     progress: Callable[[int], None] | None = None,
 ) -> Iterator[Decision]:
     """Yield the decision for each key, in order; fork ``jobs`` workers for many keys."""
-    chunks = [keys[i : i + _CHUNK] for i in range(0, len(keys), _CHUNK)]
+    ranges = [(i, min(i + _CHUNK, len(keys))) for i in range(0, len(keys), _CHUNK)]
     if jobs > 1 and len(keys) >= PARALLEL_MIN and "fork" in mp.get_all_start_methods():
-        global _worker_map
-        # Forked workers inherit the loaded map: nothing is pickled but keys and answers.
-        _worker_map = redirect_map
+        global _worker_map, _worker_keys
+        _worker_map, _worker_keys = redirect_map, keys
         try:
             with mp.get_context("fork").Pool(jobs) as pool:
-                for decisions in pool.imap(_decide_chunk, [(host, c) for c in chunks]):
+                work = [(host, start, stop) for start, stop in ranges]
+                for answers in pool.imap(_decide_range, work):
                     if progress is not None:
-                        progress(len(decisions))
-                    yield from decisions
+                        progress(len(answers))
+                    yield from (Decision(*a) for a in answers)
         finally:
-            _worker_map = None
+            _worker_map, _worker_keys = None, []
         return
-    for chunk in chunks:
+    for start, stop in ranges:
         with _no_gc():
-            decided = [decide_one(redirect_map, host, key) for key in chunk]
+            decided = [decide_one(redirect_map, host, key) for key in keys[start:stop]]
         yield from decided
         if progress is not None:
-            progress(len(chunk))
+            progress(stop - start)
 
 
 def _unescape(target: bytes) -> bytes:
