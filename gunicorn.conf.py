@@ -25,6 +25,8 @@ they are on disk then, falling back to the last-known-good copy if the map is br
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import shutil
 import sys
@@ -82,9 +84,29 @@ def on_starting(server: Any) -> None:
     # First: importing gateway imports prometheus_client, which picks single- or
     # multi-process mode from PROMETHEUS_MULTIPROC_DIR once, at import (workers inherit it).
     _metrics_dir()
+    # The check runs in a child process: loading a 100k-rule map grows a process by about
+    # 100 MB that Python keeps, and every worker forked from the master would carry it
+    # (worker RSS 163 MB instead of ~115 MB at 100k rules, issue 5). The master also
+    # never imports gateway, so workers forked after a HUP import the code on disk then.
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            code = _check_map(os.environ.get("GATEWAY_MAP", "redirects.yaml"))
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        on_exit(server)
+        sys.exit(1)
+
+
+def _check_map(map_path: str) -> int:
+    """Load the map; print every problem and return 1 if it does not load, else 0."""
     from gateway.mapfile import MapError, load_map
 
-    map_path = os.environ.get("GATEWAY_MAP", "redirects.yaml")
     try:
         load_map(map_path)
     except MapError as e:
@@ -94,20 +116,14 @@ def on_starting(server: Any) -> None:
             f"gateway: refusing to start: {len(e.problems)} problem(s) in {map_path}",
             file=sys.stderr,
         )
-        on_exit(server)
-        sys.exit(1)
+        return 1
     except OSError as e:
         print(
             f"gateway: refusing to start: cannot read map {map_path}: {e.strerror or e}",
             file=sys.stderr,
         )
-        on_exit(server)
-        sys.exit(1)
-    finally:
-        # Forget the gateway modules so that workers forked after a HUP import the code
-        # as it is on disk then, not the copy the master loaded for this check.
-        for name in [m for m in sys.modules if m == "gateway" or m.startswith("gateway.")]:
-            del sys.modules[name]
+        return 1
+    return 0
 
 
 # Set when gunicorn made the metrics folder itself, so that on_exit removes it.
@@ -135,6 +151,14 @@ def post_worker_init(worker: Any) -> None:
     maps = extensions.get("gateway.maps") if isinstance(extensions, dict) else None
     if maps is not None:
         maps.start_watching()
+    _trim_heap()
+
+
+def _trim_heap() -> None:
+    """Give back to the system the heap that loading the map used and freed (glibc only)."""
+    # Parsing a 100k-rule map leaves ~8 MB of freed malloc memory in each worker's RSS.
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).malloc_trim(0)
 
 
 def child_exit(server: Any, worker: Any) -> None:

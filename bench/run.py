@@ -96,6 +96,7 @@ class Server:
     port: int
     workdir: Path
     workers: int = 0  # gunicorn workers to wait for (0: not gunicorn)
+    cwd: Path = REPO
     process: subprocess.Popen[bytes] | None = None
     log: Path = field(default_factory=Path)
 
@@ -109,7 +110,7 @@ class Server:
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
                 self.argv,
-                cwd=REPO,
+                cwd=self.cwd,
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -183,7 +184,8 @@ def gunicorn_server(
             "BENCH_PROJECT_CONF": str(PROJECT_CONF),
             "BENCH_GUNICORN": json.dumps(overrides or {}),
             "BENCH_EXACT_TABLE": str(map_dir / "exact-table.tsv"),
-            "GATEWAY_MAP": str(map_dir / "redirects.yaml"),
+            # As deployed: the map in the working directory, named relative to it.
+            "GATEWAY_MAP": "redirects.yaml",
             "GATEWAY_BIND": f"127.0.0.1:{port}",
             "PYTHONPATH": str(REPO),
         }
@@ -191,6 +193,7 @@ def gunicorn_server(
         port=port,
         workdir=workdir,
         workers=workers,
+        cwd=map_dir,
     )
 
 

@@ -55,6 +55,19 @@ def _conditions_hold(
     return True
 
 
+# One rule as itself, several as a tuple: most paths and literal values have one rule,
+# and a 1-tuple for each of 100,000 of them costs 5 MB of a worker's memory.
+Rules = Rule | tuple[Rule, ...]
+
+
+def _pack(rules: list[Rule]) -> Rules:
+    return rules[0] if len(rules) == 1 else tuple(rules)
+
+
+def _unpack(rules: Rules) -> tuple[Rule, ...]:
+    return (rules,) if isinstance(rules, Rule) else rules
+
+
 def _rank(rule: Rule) -> tuple[int, int]:
     """Order exact candidates: the most conditions first, then the earliest in the map."""
     return (-len(rule.conditions), rule.order)
@@ -68,28 +81,34 @@ _INDEX_FROM = 8
 class _LiteralIndex:
     """The rules of one exact path, by their first literal condition (name, folded value)."""
 
-    by_value: dict[tuple[str, str], list[Rule]]
-    unindexed: list[Rule]  # rules with no literal condition: always candidates
+    by_value: dict[str, dict[str, Rules]]  # folded name -> folded value -> rules
+    unindexed: tuple[Rule, ...]  # rules with no literal condition: always candidates
 
     @staticmethod
     def build(candidates: Sequence[Rule]) -> _LiteralIndex:
-        by_value: dict[tuple[str, str], list[Rule]] = {}
+        by_value: dict[str, dict[str, list[Rule]]] = {}
         unindexed: list[Rule] = []
         for rule in candidates:  # already in rank order, so each list is too
             literal = next((c for c in rule.conditions if c.literal is not None), None)
             if literal is None:
                 unindexed.append(rule)
             else:
-                by_value.setdefault((literal.key, literal.literal or ""), []).append(rule)
-        return _LiteralIndex(by_value, unindexed)
+                values = by_value.setdefault(literal.key, {})
+                values.setdefault(literal.literal or "", []).append(rule)
+        return _LiteralIndex(
+            {name: {v: _pack(r) for v, r in values.items()} for name, values in by_value.items()},
+            tuple(unindexed),
+        )
 
-    def candidates(self, first: dict[str, str], case_sensitive: bool) -> list[Rule]:
+    def candidates(self, first: dict[str, str], case_sensitive: bool) -> Sequence[Rule]:
         """Return, in rank order, every rule whose conditions could hold for these values."""
         # A rule holds only if the request's value for its indexed condition equals the
         # literal, so the rules under the request's own (name, value) pairs are all that can.
-        found = self.unindexed
+        found: Sequence[Rule] = self.unindexed
         for name, value in first.items():
-            hits = self.by_value.get((name, value if case_sensitive else value.lower()))
+            values = self.by_value.get(name)
+            packed = values.get(value if case_sensitive else value.lower()) if values else None
+            hits = _unpack(packed) if packed is not None else None
             if hits:
                 found = hits if not found else sorted([*found, *hits], key=_rank)
         return found
@@ -100,21 +119,28 @@ class Matcher:
 
     def __init__(self, rules: Sequence[Rule], *, case_sensitive: bool) -> None:
         self.case_sensitive = case_sensitive
-        self._exact: dict[tuple[str | None, str], list[Rule]] = {}
+        buckets: dict[str | None, dict[str, list[Rule]]] = {}
         self._tries: dict[str | None, _Node] = {}
         for rule in rules:
             if rule.is_exact:
-                self._exact.setdefault((rule.host, rule.path), []).append(rule)
+                buckets.setdefault(rule.host, {}).setdefault(rule.path, []).append(rule)
             else:
                 self._insert(self._tries.setdefault(rule.host, _Node()), rule)
         # Within a scope the rule with the most conditions wins; at equal counts, the earlier.
         # A path shared by many rules told apart by a literal condition (`detail.php?ID=N`
         # for 30,000 news items) is indexed by that condition, so its cost stays flat.
+        # Scope, then path, to tuples: no key tuple and no spare list slots for each of
+        # 100,000 exact rules.
+        self._exact: dict[str | None, dict[str, Rules]] = {}
         self._by_literal: dict[tuple[str | None, str], _LiteralIndex] = {}
-        for key, candidates in self._exact.items():
-            candidates.sort(key=_rank)
-            if len(candidates) > _INDEX_FROM:
-                self._by_literal[key] = _LiteralIndex.build(candidates)
+        for scope, by_path in buckets.items():
+            exact = self._exact[scope] = {}
+            for path, candidates in by_path.items():
+                if len(candidates) > 1:
+                    candidates.sort(key=_rank)
+                exact[path] = _pack(candidates)
+                if len(candidates) > _INDEX_FROM:
+                    self._by_literal[(scope, path)] = _LiteralIndex.build(candidates)
 
     @staticmethod
     def _insert(node: _Node, rule: Rule) -> None:
@@ -145,13 +171,14 @@ class Matcher:
         """Return the rule that answers this URL on this (canonical) host, or None."""
         first = url.first_values() if url.params else {}
         for scope in (host, None):
-            key = (scope, url.path)
-            index = self._by_literal.get(key)
-            candidates = (
-                self._exact.get(key, ())
-                if index is None
-                else index.candidates(first, self.case_sensitive)
-            )
+            index = self._by_literal.get((scope, url.path)) if self._by_literal else None
+            candidates: Sequence[Rule]
+            if index is None:
+                by_path = self._exact.get(scope)
+                packed = by_path.get(url.path) if by_path else None
+                candidates = _unpack(packed) if packed is not None else ()
+            else:
+                candidates = index.candidates(first, self.case_sensitive)
             for rule in candidates:
                 captures: dict[str, str] = {}
                 if _conditions_hold(rule, first, self.case_sensitive, captures):
@@ -217,5 +244,6 @@ class Matcher:
 
     def exact_rules(self) -> Iterable[Rule]:
         """Yield every exact rule (for exports and reports)."""
-        for candidates in self._exact.values():
-            yield from candidates
+        for by_path in self._exact.values():
+            for candidates in by_path.values():
+                yield from _unpack(candidates)

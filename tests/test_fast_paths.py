@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway import matcher as matcher_module
+from gateway import rules as rules_module
 from gateway.canonical import (
     LegacyURL,
     Malformed,
@@ -24,10 +25,11 @@ from gateway.canonical import (
     decode,
     ignore_matcher,
     parse_split,
+    resolve_segments,
     wire_bytes,
 )
 from gateway.matcher import Matcher
-from gateway.rules import Rule, parse_from
+from gateway.rules import FromParts, Rule, RuleError, parse_from, parse_target
 
 IGNORED = ignore_matcher(["utm_*", "print"])
 # Characters that exercise every branch: separators, dots, escapes, '+', controls, case.
@@ -190,3 +192,130 @@ def _matcher(rules: list[Rule], *, index_from: int) -> Matcher:
         return Matcher(rules, case_sensitive=False)
     finally:
         matcher_module._INDEX_FROM = saved
+
+
+TARGET_PIECES = st.sampled_from(
+    [
+        "/",
+        "//",
+        "news",
+        "123",
+        "-",
+        "_",
+        ".",
+        "~",
+        "'",
+        "(",
+        "*",
+        ",",
+        ";",
+        "=",
+        ":",
+        "@",
+        "!",
+        "$",
+        "&",
+        "+",
+        "?",
+        "#",
+        "%",
+        "%20",
+        "{id}",
+        "{",
+        " ",
+        "\t",
+        "é",
+        "\\",
+        "https://",
+        "x.y",
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    text=st.lists(TARGET_PIECES, max_size=8).map("".join),
+    new_site=st.sampled_from(
+        [
+            "https://khv27.ru",
+            "https://khv27.ru:8443",
+            "https://khv27.ru:99999",
+            "https://a_b.ru",
+            "https://khv27.ru/",
+            "https://other.ru",
+        ]
+    ),
+)
+def test_plain_target_fast_path_equals_the_general_path(text: str, new_site: str) -> None:
+    def allowed(host: str) -> bool:
+        return host in ("khv27.ru", "a_b.ru", "x.y")
+
+    def compile_with(fn: object) -> object:
+        try:
+            return fn(text, new_site=new_site, host_allowed=allowed, captures={"id": None})  # type: ignore[operator]
+        except RuleError as exc:
+            return ("RuleError", str(exc))
+
+    assert compile_with(parse_target) == compile_with(rules_module._parse_target)
+
+
+def old_parse_from(text: str, case_sensitive: bool) -> FromParts:
+    """parse_from before its no-placeholder fast path: every segment through _compile_segment."""
+    host_text, raw_path, raw_query = rules_module._split_from(text)
+    captures: dict[str, str | None] = {}
+    segments = resolve_segments(rules_module._decode_rule_text(raw_path, "path"))
+    steps = tuple(
+        rules_module._compile_segment(s, case_sensitive, captures, i == len(segments) - 1)
+        for i, s in enumerate(segments)
+    )
+    if all(isinstance(s, str) for s in steps):
+        path, exact = "/" + "/".join(s for s in steps if isinstance(s, str)), None
+    else:
+        path, exact = raw_path, steps
+    conditions = rules_module._parse_conditions(raw_query, case_sensitive, IGNORED, captures)
+    return FromParts(host_text, path, exact, conditions, captures)
+
+
+FROM_PIECES = st.sampled_from(
+    [
+        "/",
+        "//",
+        "News",
+        "index.php",
+        ".",
+        "..",
+        "%2F",
+        "%D0%94",
+        "Д",
+        "ΟΔΟΣ",
+        "<id>",
+        "<int:n>",
+        ">",
+        "?",
+        "ID=1",
+        "&",
+        "x=<v>",
+        "%",
+        "\x01",
+        "-",
+        "İ",
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=st.lists(FROM_PIECES, max_size=8).map("".join), case_sensitive=st.booleans())
+def test_from_without_placeholder_parses_as_before(body: str, case_sensitive: bool) -> None:
+    text = "/" + body
+
+    def parse_with(fn: object) -> object:
+        try:
+            if fn is parse_from:
+                return parse_from(
+                    text, case_sensitive=case_sensitive, is_ignored=IGNORED, canonical_host=str
+                )
+            return old_parse_from(text, case_sensitive)
+        except RuleError as exc:
+            return ("RuleError", str(exc))
+
+    assert parse_with(parse_from) == parse_with(old_parse_from)
