@@ -270,9 +270,9 @@ def _lines(lines: tuple[int, ...]) -> str:
     "-j",
     "--jobs",
     type=click.IntRange(1, 64),
-    default=lambda: min(os.cpu_count() or 1, 4),
-    show_default="CPUs, at most 4",
-    help="Processes that decide distinct URLs (1: this one only).",
+    default=1,
+    show_default=True,
+    help="Forked processes that decide distinct URLs, for very large logs on idle cores.",
 )
 @JSON_OPTION
 @click.option(
