@@ -165,3 +165,19 @@ def test_workers_decide_as_this_process_does(
     here = list(decide_keys(bundled, bundled.default_host, keys, jobs=1))
     forked = list(decide_keys(bundled, bundled.default_host, keys, jobs=2))
     assert forked == here and len(here) == len(keys)
+
+
+def test_reads_the_gateways_own_access_log_lines(bundled: RedirectMap) -> None:
+    # Written by gateway.accesslog, read back by coverage: the two must keep agreeing.
+    from gateway.accesslog import access_line
+    from gateway.decide import decide
+
+    target = "/press-center/news/detail.php?ID=5&utm_source=%D0%B2%D0%BA"
+    outcome = decide(bundled, "GET", "www.khabarovskadm.ru", target)
+    environ = {"REQUEST_METHOD": "GET", "HTTP_HOST": "www.khabarovskadm.ru"}
+    line = access_line(environ, target, outcome, "redirect", 301, 0.001, bundled)  # type: ignore[arg-type]
+    replay = Replay(bundled)
+    replay.feed([line.encode()])
+    report = replay.report()
+    assert report.requests == {"redirect": 1, "gone": 0, "unmapped": 0, "skipped": 0}
+    assert report.rule_hits == {outcome.rule.source: 1}  # type: ignore[union-attr]

@@ -183,6 +183,14 @@ def _file_of(rule: Rule) -> str:
     return rule.source.rpartition(":")[0]
 
 
+def _not_from(rules: tuple[Rule, ...], into: Path) -> list[Rule]:
+    """Return the rules that do not come from the table being (re)written."""
+    target = into.resolve()
+    # Resolve each file once, not once per rule: maps hold 100,000 rules.
+    other = {f: Path(f).resolve() != target for f in {_file_of(r) for r in rules}}
+    return [r for r in rules if other[_file_of(r)]]
+
+
 def _answer_text(rule: Rule) -> str:
     if rule.target is None:
         return "410" + (f" (see {rule.see})" if rule.see else "")
@@ -329,11 +337,7 @@ def _dedupe(
     problem: Callable[..., None],
 ) -> Iterator[tuple[TableRow, Rule, str]]:
     """Keep the first row for each rule; drop exact repeats, and report later different rows."""
-    existing = {
-        _key(r): r
-        for r in redirect_map.rules
-        if r.steps is None and Path(_file_of(r)).resolve() != into.resolve()
-    }
+    existing = {_key(r): r for r in _not_from(redirect_map.rules, into) if r.steps is None}
     first: dict[tuple[object, ...], tuple[TableRow, Rule]] = {}
     for row, rule, target in rows:
         key = _key(rule)
@@ -374,7 +378,7 @@ def _against_map(
 ) -> Iterator[tuple[TableRow, Rule, str]]:
     """Ask the map, with and without the new rows, who answers each row's own URL."""
     site = redirect_map.site
-    existing = [r for r in redirect_map.rules if Path(_file_of(r)).resolve() != into.resolve()]
+    existing = _not_from(redirect_map.rules, into)
     before = redirect_map
     if len(existing) != len(redirect_map.rules):
         before = replace(
