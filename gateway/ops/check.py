@@ -229,16 +229,27 @@ def shadowed_patterns(rules: Iterable[Rule]) -> Iterator[tuple[Rule, Rule]]:
     answers first (patterns of a scope are tried in file order); an every-host pattern
     never shadows a host's own pattern, which is tried before it.
     """
-    earlier_by_scope: dict[str | None, list[Rule]] = {}
+    # Earlier patterns by (scope, first literal segment); "/" (never a segment) holds those whose
+    # first step is a placeholder. Only those two buckets can cover a pattern: not quadratic.
+    earlier: dict[tuple[str | None, str], list[Rule]] = {}
     for rule in rules:
         if rule.steps is None:
             continue
-        for earlier in earlier_by_scope.get(rule.host, ()):
-            if earlier.steps is not None and covers(earlier.steps, rule.steps):
-                yield rule, earlier
-                break
+        first = rule.steps[0] if rule.steps else None
+        buckets = [(rule.host, "/")]
+        if isinstance(first, str):
+            buckets.insert(0, (rule.host, first))
+        found = [
+            e
+            for bucket in buckets
+            for e in earlier.get(bucket, ())
+            if e.steps and covers(e.steps, rule.steps)
+        ]
+        if found:
+            yield rule, min(found, key=lambda e: e.order)
         if not rule.conditions:
-            earlier_by_scope.setdefault(rule.host, []).append(rule)
+            key = first if isinstance(first, str) else "/"
+            earlier.setdefault((rule.host, key), []).append(rule)
 
 
 def _spelling_key(rule: Rule) -> tuple[object, ...]:
