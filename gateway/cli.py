@@ -105,9 +105,11 @@ def check_command(map_path: str, strict: bool, as_json: bool) -> None:
     \b
     Example:
       $ gateway check --map redirects.yaml
-      redirects.yaml:96: warning: redundant: the pattern at redirects.yaml:80 ...
-      redirects.yaml: 16 rules (10 exact, 2 query, 0 pattern, 4 gone), 4 hosts
-      (+1 alias): 0 errors, 1 warning
+      redirects.yaml:177: error: example '/press-center/photo/15/' is answered
+      by redirects.yaml:173 (/press-center/<path:rest>)
+      redirects.yaml: 18 rules (10 exact, 2 query, 2 pattern, 4 gone), 4 hosts
+      (+1 alias): 1 error, 0 warnings
+      $ gateway check --strict --json > check.json   # in CI
     """
     from gateway.ops.check import check, summary_line, to_json
 
