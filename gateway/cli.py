@@ -107,8 +107,10 @@ def check_command(map_path: str, strict: bool, as_json: bool) -> None:
       $ gateway check --map redirects.yaml
       redirects.yaml:177: error: example '/press-center/photo/15/' is answered
       by redirects.yaml:173 (/press-center/<path:rest>)
+      redirects.yaml:177: warning: pattern '/press-center/photo/<int:id>' can
+      never answer: the earlier rule at redirects.yaml:173 (...) answers ...
       redirects.yaml: 18 rules (10 exact, 2 query, 2 pattern, 4 gone), 4 hosts
-      (+1 alias): 1 error, 0 warnings
+      (+1 alias): 1 error, 1 warning
       $ gateway check --strict --json > check.json   # in CI
     """
     from gateway.ops.check import check, summary_line, to_json
