@@ -181,3 +181,15 @@ def test_reads_the_gateways_own_access_log_lines(bundled: RedirectMap) -> None:
     report = replay.report()
     assert report.requests == {"redirect": 1, "gone": 0, "unmapped": 0, "skipped": 0}
     assert report.rule_hits == {outcome.rule.source: 1}  # type: ignore[union-attr]
+
+
+def test_drafts_keep_the_spelling_of_query_names(bundled: RedirectMap) -> None:
+    # Names match ignoring case, so ID=310 and id=311 are one draft, spelled as first seen.
+    replay = Replay(bundled)
+    replay.feed([b"/docs/detail.php?ID=310", b"/docs/detail.php?id=311&utm_source=x"])
+    (draft,) = replay.report().drafts
+    assert (draft.from_text, draft.hits, draft.urls) == (
+        "khabarovskadm.ru/docs/detail.php?ID=<int:id>",
+        2,
+        2,
+    )

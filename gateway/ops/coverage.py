@@ -125,6 +125,7 @@ class Decision(NamedTuple):
     rule: str | None = None  # the answering rule's FILE:LINE
     canonical: tuple[object, ...] | None = None  # host, path, significant values
     shape: tuple[object, ...] | None = None  # unmapped: the draft it belongs to
+    names: tuple[str, ...] = ()  # unmapped: the shape's query names as sent (ID, not id)
     shown: str | None = None  # unmapped: the URL as a report shows it
 
 
@@ -334,6 +335,7 @@ def decide_one(redirect_map: RedirectMap, host: str, key: Key) -> Decision:
             "unmapped",
             canonical=canonical_key(url, case_sensitive),
             shape=_shape(url, case_sensitive),
+            names=_names(url),
             shown=shown_url(url),
         )
     if isinstance(outcome, UnknownHost):
@@ -448,6 +450,14 @@ def _shape(url: LegacyURL, case_sensitive: bool) -> tuple[object, ...]:
     )
 
 
+def _names(url: LegacyURL) -> tuple[str, ...]:
+    """Return the first spelling of each significant query name, in the shape's (sorted) order."""
+    first: dict[str, str] = {}
+    for p in url.params:
+        first.setdefault(p.key, p.name)
+    return tuple(first[k] for k in sorted(first))
+
+
 def _numeric(text: str) -> bool:
     return text.isascii() and text.isdigit()
 
@@ -458,15 +468,19 @@ def drafts(groups: Iterable[list[tuple[Decision, int]]]) -> list[Draft]:
     Each group holds the raw forms of one canonical URL with their hits.
     """
     shapes: dict[tuple[object, ...], list[tuple[int, str]]] = {}
+    spelled: dict[tuple[object, ...], tuple[str, ...]] = {}
     for group in groups:
         hits = sum(h for _, h in group)
         best = max(group, key=lambda pair: pair[1])[0]
         assert best.shape is not None and best.shown is not None
         shapes.setdefault(best.shape, []).append((hits, best.shown))
+        spelled.setdefault(best.shape, best.names)
     out = []
     for shape, urls in shapes.items():
-        host, segments, params = shape
-        assert isinstance(segments, tuple) and isinstance(params, tuple)
+        host, segments, keyed = shape
+        assert isinstance(segments, tuple) and isinstance(keyed, tuple)
+        # Names are matched ignoring case: write them as the first URL spelled them.
+        params = tuple((n, v) for n, (_, v) in zip(spelled[shape], keyed, strict=True))
         names = iter(("id", *(f"id{n}" for n in range(2, 1000))))
         written_segments = [s if s is not None else f"<int:{next(names)}>" for s in segments]
         written_params = [(k, v if v is not None else f"<int:{next(names)}>") for k, v in params]
