@@ -35,6 +35,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     if test_config is not None:
         app.config.from_mapping(test_config)
     _live_settings(app.config)
+    accesslog.configure(app.config["ACCESS_LOG"])  # first: the map's load is logged
     metrics = Metrics()
     maps = MapHolder(
         app.config["MAP_PATH"],
@@ -42,7 +43,6 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         state_dir=app.config["STATE_DIR"],
         listener=metrics,
     )
-    accesslog.configure(app.config["ACCESS_LOG"])
     web.init_app(app, maps, accesslog.RequestRecorder(metrics))
     app.extensions["gateway.endpoints"]["metrics"] = metrics.endpoint
     return app

@@ -19,11 +19,11 @@ ever raises into the request: a line that cannot be written is dropped.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import sys
 import time
+from json.encoder import encode_basestring
 from typing import TYPE_CHECKING
 
 from gateway.outcomes import (
@@ -115,28 +115,30 @@ def access_line(
     url = getattr(outcome, "url", None)
     rule = getattr(outcome, "rule", None)
     host = getattr(outcome, "host", None)
-    return _encoder.encode(
-        {
-            "ts": _timestamp(),
-            "pid": _pid,
-            "method": _text(environ.get("REQUEST_METHOD")),
-            "host": host if host is not None else _text(environ.get("HTTP_HOST")),
-            "raw_target": _printable(target),
-            "path": url.path if url is not None else None,
-            "outcome": name,
-            "status": status,
-            "rule": rule.source if rule is not None else None,
-            "location": outcome.location if type(outcome) is Redirect else None,
-            "referrer": _text(environ.get("HTTP_REFERER")),
-            "user_agent": _text(environ.get("HTTP_USER_AGENT")),
-            "duration_ms": round(seconds * 1000, 3),
-            "map": redirect_map.version if redirect_map is not None else None,
-        }
+    location = outcome.location if type(outcome) is Redirect else None
+    # Written out rather than json.dumps(dict): half the cost on the hot path, and the
+    # same JSON (strings through json's own escaping, non-ASCII kept as UTF-8).
+    return (
+        f'{{"ts":"{_timestamp()}","pid":{_pid}'
+        f',"method":{_json(_text(environ.get("REQUEST_METHOD")))}'
+        f',"host":{_json(host if host is not None else _text(environ.get("HTTP_HOST")))}'
+        f',"raw_target":{_json(_printable(target))}'
+        f',"path":{_json(url.path if url is not None else None)}'
+        f',"outcome":{_json(name)},"status":{int(status)}'
+        f',"rule":{_json(rule.source if rule is not None else None)}'
+        f',"location":{_json(location)}'
+        f',"referrer":{_json(_text(environ.get("HTTP_REFERER")))}'
+        f',"user_agent":{_json(_text(environ.get("HTTP_USER_AGENT")))}'
+        f',"duration_ms":{round(seconds * 1000, 3)!r}'
+        f',"map":{_json(redirect_map.version if redirect_map is not None else None)}}}'
     )
 
 
-# One encoder: json.dumps(ensure_ascii=False) would build a new one per line.
-_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+def _json(value: str | None) -> str:
+    """Return a JSON string (or null): json's escaping, without ASCII-only output."""
+    return "null" if value is None else encode_basestring(value)
+
+
 _second = -1
 _second_text = ""
 

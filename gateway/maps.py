@@ -264,6 +264,14 @@ class MapHolder:
         self._current = new  # the one reference requests read: swapped whole
         if old.map is None:
             log.info("map %s loaded: version %s, %d rules", new.path, new.version, len(new.rules))
+        elif old.serving == SERVING_LAST_GOOD:
+            log.info(
+                "map %s loads again: version %s, %d rules (the last-known-good copy is no"
+                " longer served)",
+                new.path,
+                new.version,
+                len(new.rules),
+            )
         else:
             log.info(
                 "map %s reloaded: version %s -> %s, %d rules",
@@ -299,8 +307,8 @@ class MapHolder:
         self._status = replace(
             old, last_attempt_at=attempt_at, last_attempt_ok=False, last_error=message
         )
-        served = f"version {old.map.version}" if old.map else "nothing"
-        log.error("map %s not loaded (still serving %s):\n%s", self.path, served, _indent(message))
+        served = f" (still serving version {old.map.version})" if old.map else ""
+        log.error("map %s not loaded%s:\n%s", self.path, served, _indent(message))
         self._notify("failed")
 
     def _fall_back(self) -> None:
