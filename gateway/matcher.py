@@ -9,6 +9,7 @@ the candidates the earliest in the file wins. Pure: no Flask.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -30,7 +31,12 @@ class _Node:
     """A trie node: literal children, pattern children by literal head, and rules ending here."""
 
     literal: dict[str, _Node] = field(default_factory=dict)
-    patterns: dict[int, dict[str, list[tuple[SegmentPattern, _Node]]]] = field(default_factory=dict)
+    # By (length of head, length of tail), then (head, tail): the literal text before the
+    # first placeholder and after the last. Several hundred rules like doc<int:id>_vN.pdf
+    # share a head; their tails tell them apart without running every regex.
+    patterns: dict[tuple[int, int], dict[tuple[str, str], list[tuple[SegmentPattern, _Node]]]] = (
+        field(default_factory=dict)
+    )
     tails: dict[int, dict[str, list[tuple[SegmentPattern, Rule]]]] = field(default_factory=dict)
     rules: list[Rule] = field(default_factory=list)
 
@@ -114,6 +120,14 @@ class _LiteralIndex:
         return found
 
 
+def _index_tail(step: SegmentPattern) -> str:
+    """Return the literal after a step's last placeholder as the index compares it, or ""."""
+    tail = step.literals[-1] if len(step.literals) > 1 else ""
+    if not tail.isascii():
+        return ""  # indexed under "" (every tail): only ASCII folds the same in both places
+    return tail.lower() if step.regex.flags & re.IGNORECASE else tail
+
+
 class Matcher:
     """The compiled rules of one map and the one precedence that chooses among them."""
 
@@ -152,8 +166,9 @@ class Matcher:
                 by_head.setdefault(step.head, []).append((step, rule))
                 return
             else:
-                by_head_p = node.patterns.setdefault(len(step.head), {})
-                bucket = by_head_p.setdefault(step.head, [])
+                tail = _index_tail(step)
+                by_ends = node.patterns.setdefault((len(step.head), len(tail)), {})
+                bucket = by_ends.setdefault((step.head, tail), [])
                 for existing, child in bucket:
                     if (
                         existing.regex.pattern == step.regex.pattern
@@ -235,8 +250,18 @@ class Matcher:
         child = node.literal.get(key)
         if child is not None:
             yield from self._walk(child, keys, texts, i + 1, captures)
-        for length, by_head_p in node.patterns.items():
-            for step, grandchild in by_head_p.get(key[:length], ()):
+        for (head_length, tail_length), by_ends in node.patterns.items():
+            head = key[:head_length]
+            if not tail_length:
+                bucket = by_ends.get((head, ""), ())
+            elif text.isascii():
+                end = text[len(text) - tail_length :]
+                bucket = by_ends.get((head, end if self.case_sensitive else end.lower()), ())
+            else:  # lower() and the regex's case rule may differ beyond ASCII: every tail
+                bucket = [
+                    entry for (h, _), steps in by_ends.items() if h == head for entry in steps
+                ]
+            for step, grandchild in bucket:
                 found = step.match(text)
                 if found is not None:
                     inner = {**captures, **dict(zip(step.names, found, strict=True))}
