@@ -8,7 +8,7 @@ the map hash of every answer, so the test can also check that no map ever mixed
 two versions' files. Workers report their map through ``/-/metrics``
 (``gateway_map_info`` has one series per live worker pid).
 
-Costs about 45 s: two servers, each step waiting for the 2 s reload check.
+Costs about 35 s: three servers; most steps wait for the 2 s reload check.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import threading
 import time
@@ -403,3 +404,37 @@ def test_a_killed_worker_loses_only_its_own_requests(
     assert len([a for a in answers if a.at > killed_at and a.status is not None]) > 10
     assert_counted(port, answers, server)
     assert_one_version_per_map(server, complete)
+
+
+def test_hup_with_a_broken_map_and_no_copy_refuses_readiness_until_fixed(
+    server: GunicornServer, live: Path, tmp_path: Path
+) -> None:
+    port = server.port
+    put(live / "redirects.yaml", "version: 1\nsite: [\n")
+    wait_for(
+        "both workers to reject the map", lambda: failing_pids(port), lambda p: len(p) == WORKERS
+    )
+    for copy in (tmp_path / "state").iterdir():
+        shutil.rmtree(copy)  # no last-known-good copy anywhere
+    os.kill(server.pid, signal.SIGHUP)
+    health, _ = wait_for(
+        "new workers without a map",
+        lambda: raw_request(port, "/-/health"),
+        lambda r: r.status == 503 and json.loads(r.body)["serving"] == "none",
+    )
+    assert health.header("Cache-Control") == "no-store"
+    assert re.match(r".*redirects\.yaml:\d+: error: ", json.loads(health.body)["last_error"])
+    response = raw_request(port, "/a")
+    assert (response.status, response.header("Retry-After")) == (503, "5")
+    assert (response.header("Location"), response.header("Cache-Control")) == (None, "no-store")
+    assert "unavailable" in {
+        labels["outcome"] for name, labels, _ in scrape(port) if name == "gateway_requests_total"
+    }
+    # Fixed on disk: the same workers serve it, no restart.
+    (v5,) = reference_versions(tmp_path, ["v5"])
+    deploy(live, "v5")
+    wait_for("v5 everywhere", converged(port, v5), bool)
+    response = raw_request(port, "/a")
+    assert (response.status, response.header("Location")) == (301, "https://khv27.ru/v5/a")
+    assert response.header("Cache-Control") == "public, max-age=86400"
+    assert raw_request(port, "/-/health").status == 200
