@@ -5,6 +5,9 @@ outcome. A redirect — the hot path — is answered right there, without enteri
 Flask. Every other outcome is handed to the Flask app, whose one view renders
 it: the archive banner, the plain 400/404/405 answers and the ``/-/``
 endpoints. No answer is built from the Host header, and nothing raises a 500.
+Each legacy request (not the ``/-/`` endpoints) is then handed to the recorder
+(``gateway.accesslog``: metrics and one JSON log line). Without a valid map at
+all, the ``/-/`` endpoints still answer and everything else gets 503.
 """
 
 from __future__ import annotations
