@@ -66,6 +66,10 @@ Fingerprint = tuple[tuple[str, FileState], ...]
 _pid = os.getpid()
 
 
+# The wall clock that files' ctimes are compared with (a name of its own for the tests).
+_clock = time.time_ns
+
+
 def _after_fork() -> None:
     global _pid
     _pid = os.getpid()
@@ -119,6 +123,24 @@ def _file_state(path: str) -> FileState:
         return None
     # ctime as well as mtime: `cp -p` or `touch -r` can put an old mtime on new content.
     return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _consistent(before: Fingerprint, after: Fingerprint, quiet_since: int) -> bool:
+    """Say whether a load read the files as they are now: none changed, none is missing.
+
+    Files stat'ed before the load must be unchanged; files only the new map names
+    must have been quiet since `quiet_since` (ns) already.
+    """
+    known = dict(before)
+    for path, state in after:
+        if state is None:
+            return False
+        if path in known:
+            if known[path] != state:
+                return False
+        elif state[3] > quiet_since:
+            return False
+    return True
 
 
 def _newest_change(fingerprint: Fingerprint) -> int:
@@ -207,16 +229,19 @@ class MapHolder:
     def _reload(self, *, event: str) -> bool:
         """Load the map once its files are quiet; swap it in, or record why not."""
         watched = self._watched
+        settle = int(SETTLE * 1e9)
         deadline = time.monotonic() + MAX_SETTLE_WAIT
+        previous: Fingerprint | None = None
         while True:
-            started = time.time_ns()
+            started = _clock()
             before = watched.fingerprint()
-            wait = (_newest_change(before) + int(SETTLE * 1e9) - started) / 1e9
-            if wait > 0:
-                # A file changed moments ago: it may still be being written.
-                if time.monotonic() + wait > deadline:
+            # Quiet: no change for SETTLE, by the files' ctimes or (a clock ahead of ours,
+            # e.g. on a network share) by looking twice, SETTLE apart.
+            if _newest_change(before) + settle > started and before != previous:
+                if time.monotonic() + SETTLE > deadline:
                     return False  # still changing: the next check tries again
-                time.sleep(wait)
+                previous = before
+                time.sleep(SETTLE)
                 continue
             attempt_at = datetime.now(UTC)
             try:
@@ -231,13 +256,11 @@ class MapHolder:
                 return False
             watched = Watched.of(new)
             after = watched.fingerprint()
-            # Each file must have been quiet for SETTLE before the load began (files the
-            # old map did not include were not checked before) and unchanged since.
-            unsettled = any(state is None for _, state in after) or (
-                _newest_change(after) + int(SETTLE * 1e9) > started
-            )
-            if not unsettled:
+            if _consistent(before, after, started - settle):
                 return self._swap(new, watched, after, attempt_at, event)
+            # A file changed during the load, or one the old map did not include was not
+            # known to be quiet: look again with the new map's files.
+            previous = None
             if time.monotonic() > deadline:
                 return False
 

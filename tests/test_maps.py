@@ -282,6 +282,19 @@ def test_a_change_during_the_load_is_loaded_again(
     assert len(calls) == 2
 
 
+def test_files_stamped_in_the_future_are_still_loaded(
+    holder: MapHolder, live: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A file server whose clock is an hour ahead of ours: every ctime looks fresh, so
+    # quiet is judged by looking twice instead.
+    monkeypatch.setattr(maps, "_clock", lambda: time.time_ns() - 3_600_000_000_000)
+    write_version(live.parent, "v2")
+    assert holder.check() is True
+    current = holder.current()
+    assert current is not None
+    assert answers(current) == {"v2"}
+
+
 def test_the_watcher_thread_reloads_without_being_asked(live: Path, state: Path) -> None:
     holder = MapHolder(live, reload_interval=0.1, state_dir=state)
     holder.current()  # the first request starts the watcher
