@@ -294,17 +294,11 @@ def parse_from(
         if host is None:
             raise RuleError(f"host {host_text!r} in 'from' is not declared under 'hosts:'")
     captures: dict[str, str | None] = {}
-    decoded = _decode_rule_text(raw_path, "path")
-    segments = resolve_segments(decoded)
-    if "<" not in decoded and ">" not in decoded:
-        # No placeholder (most rules): each segment is the literal step _compile_segment
-        # would return for it, and the rule is exact.
-        path = "/" + "/".join([fold(s, case_sensitive) for s in segments])
-        # One string for equal paths (30,000 rules on detail.php?ID=N), and the rule's own
-        # text when it is already canonical: a 100k-rule map keeps every byte of each.
-        path = sys.intern(raw_path if path == raw_path else path)
+    literal_path = _literal_path(raw_path, case_sensitive)
+    if literal_path is not None:
         conditions = _parse_conditions(raw_query, case_sensitive, is_ignored, captures)
-        return FromParts(host, path, None, conditions, captures or _NO_CAPTURES)
+        return FromParts(host, literal_path, None, conditions, captures or _NO_CAPTURES)
+    segments = resolve_segments(_decode_rule_text(raw_path, "path"))
     steps = tuple(
         _compile_segment(s, case_sensitive, captures, i == len(segments) - 1)
         for i, s in enumerate(segments)
@@ -317,6 +311,20 @@ def parse_from(
         exact_steps = steps
     conditions = _parse_conditions(raw_query, case_sensitive, is_ignored, captures)
     return FromParts(host, path, exact_steps, conditions, captures)
+
+
+@functools.lru_cache(maxsize=4096)
+def _literal_path(raw_path: str, case_sensitive: bool) -> str | None:
+    """Return the canonical path of a ``from`` path with no placeholder, else None."""
+    # Cached: half the rules of a Bitrix map share a few paths (detail.php?ID=N).
+    decoded = _decode_rule_text(raw_path, "path")
+    if "<" in decoded or ">" in decoded:
+        return None
+    # Each segment is the literal step _compile_segment would return for it.
+    path = "/" + "/".join([fold(s, case_sensitive) for s in resolve_segments(decoded)])
+    # One string for equal paths, and the rule's own text when it is already canonical:
+    # a 100k-rule map keeps every byte of each.
+    return sys.intern(raw_path if path == raw_path else path)
 
 
 def _parse_conditions(
