@@ -153,7 +153,7 @@ def _wait_until(check: Callable[[], bool], what: str) -> None:
 
 
 def _served(port: int, version: str, times: int = 2 * WORKERS + 2) -> bool:
-    """True when several fresh connections in a row (so every worker) answer this version."""
+    """True when fresh connections answer this version and every worker serves one map."""
     for _ in range(times):
         try:
             response = raw_request(port, "/probe", timeout=5.0)
@@ -161,7 +161,23 @@ def _served(port: int, version: str, times: int = 2 * WORKERS + 2) -> bool:
             return False
         if response.header("Location") != location_of(version):
             return False
-    return True
+    # Connections in a row need not reach every worker (they share one listening socket
+    # and the first idle one accepts), so ask the metrics, which list every live worker.
+    return _one_map_everywhere(port)
+
+
+def _one_map_everywhere(port: int) -> bool:
+    """True when all WORKERS live workers serve the same map version (gateway_map_info)."""
+    try:
+        text = raw_request(port, "/-/metrics", timeout=5.0).text
+    except (OSError, ValueError):
+        return False
+    serving = [
+        line.split('version="', 1)[1].split('"', 1)[0]
+        for line in text.splitlines()
+        if line.startswith("gateway_map_info{") and line.endswith(" 1.0")
+    ]
+    return len(serving) == WORKERS and len(set(serving)) == 1
 
 
 def _still_serves(port: int, version: str) -> None:
