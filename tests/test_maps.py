@@ -142,6 +142,22 @@ def test_a_new_file_matching_an_include_glob_is_loaded(holder: MapHolder, live: 
     assert location(current, "/d") == "https://khv27.ru/v1/d"
 
 
+def test_switching_a_release_symlink_loads_the_new_folder(tmp_path: Path, state: Path) -> None:
+    write_version(tmp_path / "releases" / "1", "v1")
+    write_version(tmp_path / "releases" / "2", "v2")
+    current = tmp_path / "current"
+    current.symlink_to("releases/1")
+    holder = MapHolder(current / "redirects.yaml", reload_interval=0, state_dir=state)
+    served = holder.current()
+    assert served is not None and answers(served) == {"v1"}
+    switch = tmp_path / "current.new"
+    switch.symlink_to("releases/2")
+    os.replace(switch, current)  # what `mv -T current.new current` does: atomic
+    assert holder.check() is True
+    served = holder.current()
+    assert served is not None and answers(served) == {"v2"}
+
+
 def test_the_version_does_not_depend_on_how_the_path_is_spelled(live: Path) -> None:
     # Regression: includes were hashed under their shown path, so "dir/../redirects.yaml"
     # and the absolute path gave two versions for the same files.
