@@ -26,10 +26,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
 from flask import Flask, Response, jsonify, render_template, request
-from werkzeug.datastructures import LanguageAccept
-from werkzeug.http import parse_accept_header
 
-from gateway.canonical import wire_bytes
+from gateway.banner import URL_CHARS, banner_page
 from gateway.decide import SERVICE_PREFIX, decide
 from gateway.outcomes import (
     BadRequest,
@@ -54,8 +52,6 @@ OUTCOME_KEY = "gateway.outcome"
 MAP_KEY = "gateway.map"
 BANNER_MAX_AGE = 3600
 NO_STORE = "no-store"
-# Characters a URL may carry as they are; anything else from the request is escaped.
-_URL_CHARS = "/:@!$&'()*+,;=-._~%?"
 
 
 def request_target(environ: WSGIEnvironment) -> str:
@@ -63,7 +59,7 @@ def request_target(environ: WSGIEnvironment) -> str:
     raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
     if raw:
         return str(raw)
-    path = quote(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""), safe=_URL_CHARS)
+    path = quote(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""), safe=URL_CHARS)
     query = environ.get("QUERY_STRING", "")
     return f"{path}?{query}" if query else path or "/"
 
@@ -171,26 +167,6 @@ def _style() -> tuple[str, str]:
     return css, f"'sha256-{digest}'"
 
 
-def banner_language(outcome: Gone | NotFound, accept_language: str) -> str:
-    """Choose the banner's language: English for /en/ and /eng/ or when preferred over Russian."""
-    first = outcome.url.path.split("/", 2)[1].lower()
-    if first in ("en", "eng"):
-        return "en"
-    accept = parse_accept_header(accept_language, LanguageAccept)
-    english = max((q for lang, q in accept if lang.lower().split("-")[0] == "en"), default=0)
-    russian = max((q for lang, q in accept if lang.lower().split("-")[0] == "ru"), default=0)
-    return "en" if english > russian else "ru"
-
-
-def archive_url(redirect_map: RedirectMap, outcome: Gone | NotFound) -> str | None:
-    """Return the archived-copy link: the wayback prefix + http:// + host + the raw target."""
-    wayback = redirect_map.archive.wayback
-    if wayback is None:
-        return None
-    raw = quote(wire_bytes(outcome.url.raw_target), safe=_URL_CHARS)
-    return f"{wayback}http://{outcome.host}{raw}"
-
-
 def plain(status: int, text: str, **headers: str) -> Response:
     """Return a short text/plain answer that no cache keeps."""
     response = Response(text + "\n", status=status, mimetype="text/plain")
@@ -210,28 +186,15 @@ def init_app(app: Flask, maps: MapHolder, record: Recorder | None = None) -> Non
     endpoints: dict[str, Callable[[], Response]] = {"health": lambda: health(maps)}
 
     def banner(outcome: Gone | NotFound, redirect_map: RedirectMap) -> Response:
-        lang = banner_language(outcome, request.headers.get("Accept-Language", ""))
-        notice = redirect_map.archive.notice_en if lang == "en" else redirect_map.archive.notice_ru
-        url = outcome.url
-        query = f"?{url.raw_query}" if url.raw_query else ""
-        html = render_template(
-            "banner.html",
-            lang=lang,
-            status=outcome.status,
-            notice=notice,
-            home_url=redirect_map.site.new_site + "/",
-            see_url=outcome.rule.see if isinstance(outcome, Gone) else None,
-            archive_url=archive_url(redirect_map, outcome),
-            requested_url=f"{outcome.host}{url.path_text}{query}",
-            style=css,
-        )
+        page = banner_page(redirect_map, outcome, request.headers.get("Accept-Language", ""))
+        html = render_template("banner.html", page=page, style=css)
         response = Response(html, status=outcome.status, mimetype="text/html")
         response.headers.update(
             {
                 "Cache-Control": f"public, max-age={BANNER_MAX_AGE}",
                 "Content-Security-Policy": csp,
                 "X-Content-Type-Options": "nosniff",
-                "Content-Language": lang,
+                "Content-Language": page.lang,
                 "Referrer-Policy": "no-referrer",
                 "Vary": "Accept-Language",
             }

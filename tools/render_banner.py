@@ -30,8 +30,11 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from jinja2 import Environment, FileSystemLoader
+
+from gateway.banner import TEXTS, BannerPage, displayed_url
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = ROOT / "gateway" / "templates"
@@ -96,8 +99,28 @@ def csp(style: str) -> str:
     )
 
 
+def page_of(ctx: dict) -> BannerPage:
+    """Build the BannerPage the view would pass, from a case's plain values."""
+    lang, see, archive = ctx["lang"], ctx["see_url"], ctx["archive_url"]
+    return BannerPage(
+        lang=lang,
+        status=ctx["status"],
+        texts=TEXTS[lang],
+        notice=ctx["notice"],
+        notice_lang="ru" if ctx["notice"] == NOTICE_RU else lang,
+        home_url="https://khv27.ru/",
+        home_host="khv27.ru",
+        see_url=see,
+        see_label=see.split("://", 1)[-1] if see else None,
+        archive_url=archive,
+        archive_host=urlsplit(archive).netloc if archive else None,
+        requested_url=displayed_url(ctx["requested_url"]),
+    )
+
+
 def render(env: Environment, style: str, ctx: dict, policy: str) -> str:
-    html = env.get_template("banner.html").render(home_url="https://khv27.ru/", style=style, **ctx)
+    page = page_of(ctx)
+    html = env.get_template("banner.html").render(page=page, style=style)
     head = '<meta charset="utf-8">'
     assert html.count(head) == 1, "template must have exactly one <meta charset>"
     meta = f'<meta http-equiv="Content-Security-Policy" content="{policy}">'

@@ -13,6 +13,7 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
+from gateway.banner import archive_url, banner_language
 from gateway.canonical import (
     Malformed,
     canonical_host,
@@ -35,7 +36,7 @@ from gateway.outcomes import (
     UnknownHost,
 )
 from gateway.rules import Rule
-from gateway.web import BANNER_MAX_AGE, NO_STORE, archive_url, banner_language
+from gateway.web import BANNER_MAX_AGE, NO_STORE
 
 
 @dataclass(frozen=True)
