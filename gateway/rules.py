@@ -341,6 +341,8 @@ def _parse_conditions(
         if "=" not in pair:
             raise RuleError(f"query condition {pair!r} must be NAME=VALUE")
         raw_name, _, raw_value = pair.partition("=")
+        if "<" in raw_name or ">" in raw_name:
+            raise RuleError(f"a placeholder cannot stand in a query name ({raw_name!r})")
         # Interned: 50,000 rules on detail.php?ID=N share one "ID" and one "id".
         name = sys.intern(_decode_rule_text(raw_name.replace("+", " "), "query name"))
         if not name:

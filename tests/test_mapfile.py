@@ -396,6 +396,13 @@ ERRORS = [
     ),
     pytest.param(
         Case(
+            "rules:\n  - from: /news?<name>=1\n    to: /b\n",
+            [(MAIN, H + 2, "a placeholder cannot stand in a query name")],
+        ),
+        id="placeholder-in-a-query-name",
+    ),
+    pytest.param(
+        Case(
             "rules:\n  - from: /a/<path:rest>/b\n    to: /b\n",
             [(MAIN, H + 2, "<path:...> may only be the last element")],
         ),
