@@ -8,13 +8,20 @@ literal-condition index against a scan of the same rules.
 
 from __future__ import annotations
 
+import csv
+import dataclasses
+import io
 import re
 import unicodedata
+from pathlib import Path
 from urllib.parse import unquote_to_bytes
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bench.genmap import generate
+from gateway import mapfile as mapfile_module
 from gateway import matcher as matcher_module
 from gateway import rules as rules_module
 from gateway.canonical import (
@@ -28,6 +35,7 @@ from gateway.canonical import (
     resolve_segments,
     wire_bytes,
 )
+from gateway.mapfile import MapError, load_map
 from gateway.matcher import Matcher
 from gateway.rules import FromParts, Rule, RuleError, parse_from, parse_target
 
@@ -422,3 +430,148 @@ def test_pattern_index_by_head_and_tail_answers_like_trying_every_rule(
     )
     found = Matcher(rules, case_sensitive=case_sensitive).match(url, "h")
     assert (found.rule if found else None) == oracle(rules, url)
+
+
+# --- the CSV row fast path of the loader ----------------------------------------------
+
+
+def _load_both(folder: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[object, object]:
+    """Load a map with the CSV fast path and without it: rules (every field) or problems."""
+
+    def load() -> object:
+        try:
+            loaded = load_map(folder / "redirects.yaml")
+        except MapError as exc:
+            return ("MapError", [str(p) for p in exc.problems])
+        return [(rule, rule.captures) for rule in loaded.rules]
+
+    fast = load()
+    monkeypatch.setattr(mapfile_module, "_FAST_CSV", False)
+    slow = load()
+    monkeypatch.setattr(mapfile_module, "_FAST_CSV", True)
+    return fast, slow
+
+
+def test_csv_fast_path_builds_the_rules_of_the_general_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    generate(tmp_path, n_exact=3000, n_patterns=10, n_urls=10, layout="csv")
+    fast, slow = _load_both(tmp_path, monkeypatch)
+    assert isinstance(fast, list) and len(fast) > 3000
+    assert fast == slow
+
+
+CSV_FROM = st.lists(
+    st.sampled_from(
+        [
+            "/",
+            "/a",
+            "/B",
+            "/index.php",
+            "/..",
+            "/.",
+            "//",
+            "%41",
+            "%",
+            "%D0%B4",
+            "д",
+            "?",
+            "ID",
+            "=",
+            "x",
+            "&",
+            ";",
+            "+",
+            "<id>",
+            "<int:n>",
+            "#",
+            " ",
+            "utm_x",
+            "Print",
+            "-",
+            ".",
+            "\x01",
+            "int.example.ru",
+            "?ID=Ab",
+            "?Utm_x=1",
+            "?a.b-C_d=E.f",
+        ]
+    ),
+    max_size=8,
+).map("".join)
+CSV_TO = st.sampled_from(
+    ["", "/", "/news/1/", "/a b", "//x", "/a?b=1", "/{id}", "/%41", "/д", "https://khv27.ru/x"]
+)
+CSV_STATUS = st.sampled_from(["", "301", "302", "307", "308", "410", "0301", "x", "200", " 410"])
+CSV_NOTE = st.sampled_from(["", "a note", " spaced "])
+
+
+CSV_SITE = mapfile_module.Site(
+    new_site="https://khv27.ru",
+    allow_targets=("khv27.ru",),
+    is_ignored=ignore_matcher(mapfile_module.DEFAULT_IGNORE_QUERY),
+)
+CSV_HOSTS = {"khabarovskadm.ru": "khabarovskadm.ru", "int.example.ru": "int.example.ru"}
+
+
+def _csv_both(text: str, case_sensitive: bool) -> tuple[object, object]:
+    """Compile a CSV table row by row with the fast path and without: rules and problems."""
+    site = dataclasses.replace(CSV_SITE, case_sensitive=case_sensitive)
+    results = []
+    for fast in (True, False):
+        with pytest.MonkeyPatch.context() as monkeypatch:
+            monkeypatch.setattr(mapfile_module, "_FAST_CSV", fast)
+            problems: list[mapfile_module.Problem] = []
+            ctx = mapfile_module._RuleContext(site, CSV_HOSTS)
+            mapfile_module._csv_rules(ctx, mapfile_module._Report("t.csv", problems), text)
+            results.append(([(r, r.captures) for r in ctx.rules], problems))
+    return results[0], results[1]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(st.sampled_from(["/", ""]), CSV_FROM, CSV_TO, CSV_STATUS, CSV_NOTE), max_size=6
+    ),
+    case_sensitive=st.booleans(),
+)
+def test_csv_fast_path_equals_the_general_path_on_any_row(
+    rows: list[tuple[str, str, str, str, str]], case_sensitive: bool
+) -> None:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["from", "to", "status", "note"])
+    writer.writerows((slash + path, to, status, note) for slash, path, to, status, note in rows)
+    fast, slow = _csv_both(out.getvalue(), case_sensitive)
+    assert fast == slow
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        "/a?ID=Ab,/news/1/,,",
+        "/A/index.php?ID=1,/news/1/,410,",
+        "/a?utm_source=1,/x/,,",
+        "/a?ID=1,/x/,410,gone",
+        "/a,,410, note ",
+        "/a,,,",
+        "/a%41,/x/,302,",
+        "/д/№-1/,/x/,,",
+    ],
+    ids=[
+        "query value keeps its letters only when case-sensitive",
+        "410 with a target is refused by the general path",
+        "an ignored query name is refused by the general path",
+        "410 with a target and a query",
+        "410 without target, note stripped",
+        "a redirect with no target is refused",
+        "an escape in the path",
+        "a Cyrillic path",
+    ],
+)
+@pytest.mark.parametrize("case_sensitive", [False, True], ids=["folded", "case-sensitive"])
+def test_csv_fast_path_equals_the_general_path_on_chosen_rows(
+    row: str, case_sensitive: bool
+) -> None:
+    fast, slow = _csv_both(f"from,to,status,note\n{row}\n", case_sensitive)
+    assert fast == slow
