@@ -724,7 +724,7 @@ def _csv_rules(ctx: _RuleContext, report: _Report, text: str) -> None:
         report.error(1, "the table is empty: it needs the header from,to,status,note")
 
 
-# The usual row of a big table: a path (no host, no placeholder), at most one plain
+# The usual row of a big table: a path (maybe after a host; no placeholder), one plain
 # query condition, a plain constant target. _fast_csv_rule builds for it the Rule that
 # _compile_rule would (tests/test_fast_paths.py compares them); any other row, or any
 # doubt, goes the general way, which also reports the problems.
@@ -739,11 +739,22 @@ def _fast_csv_rule(ctx: _RuleContext, file: str, line: int, row: list[str]) -> R
     from_text = row[0].strip()
     to = row[1].strip() if n > 1 else ""
     status = _FAST_STATUSES.get(row[2].strip() if n > 2 else "")
-    if status is None or (status == 410) == bool(to) or not from_text.startswith("/"):
+    if status is None or (status == 410) == bool(to) or not from_text:
         return None
     if "<" in from_text or ">" in from_text or "#" in from_text:
         return None
-    raw_path, _, raw_query = from_text.partition("?")
+    host = None
+    rest = from_text
+    if not from_text.startswith("/"):
+        # A host before the path ("int.example.ru/en/"), as _split_from reads it.
+        cut = from_text.find("/")
+        if cut <= 0 or "?" in from_text[:cut] or ":" in from_text[:cut]:
+            return None
+        host = ctx.host(from_text[:cut])
+        if host is None:
+            return None
+        rest = from_text[cut:]
+    raw_path, _, raw_query = rest.partition("?")
     site = ctx.site
     conditions: tuple[Condition, ...] = ()
     if raw_query:
@@ -778,7 +789,7 @@ def _fast_csv_rule(ctx: _RuleContext, file: str, line: int, row: list[str]) -> R
     return Rule(
         source=f"{file}:{line}",
         order=len(ctx.rules),
-        host=None,
+        host=host,
         from_text=from_text,
         path=path,
         steps=None,

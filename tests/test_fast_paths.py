@@ -492,6 +492,10 @@ CSV_FROM = st.lists(
             ".",
             "\x01",
             "int.example.ru",
+            "INT.Example.ru.",
+            "other.ru",
+            "http://",
+            "int.example.ru:80",
             "?ID=Ab",
             "?Utm_x=1",
             "?a.b-C_d=E.f",
@@ -557,6 +561,10 @@ def test_csv_fast_path_equals_the_general_path_on_any_row(
         "/a,,,",
         "/a%41,/x/,302,",
         "/д/№-1/,/x/,,",
+        "INT.example.ru/a?ID=1,/x/,,",
+        "other.ru/a,/x/,,",
+        "https://int.example.ru/a,/x/,,",
+        "int.example.ru?ID=1,/x/,,",
     ],
     ids=[
         "query value keeps its letters only when case-sensitive",
@@ -567,6 +575,10 @@ def test_csv_fast_path_equals_the_general_path_on_any_row(
         "a redirect with no target is refused",
         "an escape in the path",
         "a Cyrillic path",
+        "a host in any case",
+        "a host the map does not serve",
+        "a full URL",
+        "a host with no path",
     ],
 )
 @pytest.mark.parametrize("case_sensitive", [False, True], ids=["folded", "case-sensitive"])
