@@ -449,3 +449,11 @@ class StartServer(Protocol):
         app: str = "wsgi:app",
         config: Path = GUNICORN_CONF,
     ) -> GunicornServer: ...
+
+
+def replace_file(path: Path, text: str) -> None:
+    """Replace a file atomically, as a careful deploy does (write aside, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    aside = path.with_name(f".{path.name}.tmp")
+    aside.write_text(text, encoding="utf-8")
+    os.replace(aside, path)

@@ -21,6 +21,7 @@ from gateway.decide import decide
 from gateway.mapfile import RedirectMap, load_map
 from gateway.maps import LastGood, MapHolder
 from gateway.outcomes import Redirect
+from tests.support import replace_file
 
 HOST = "khabarovskadm.ru"
 
@@ -52,17 +53,9 @@ def table_text(version: str) -> str:
     return f"from,to,status,note\n/c,/{version}/c,301,\n"
 
 
-def put(path: Path, text: str) -> None:
-    """Replace a file atomically, as a careful deploy does (write aside, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    aside = path.with_name(f".{path.name}.tmp")
-    aside.write_text(text, encoding="utf-8")
-    os.replace(aside, path)
-
-
 def write_version(folder: Path, version: str) -> Path:
-    put(folder / "redirects.d" / "table.csv", table_text(version))
-    put(folder / "redirects.yaml", main_text(version))
+    replace_file(folder / "redirects.d" / "table.csv", table_text(version))
+    replace_file(folder / "redirects.yaml", main_text(version))
     return folder / "redirects.yaml"
 
 
@@ -128,14 +121,14 @@ def test_nothing_changed_means_no_load(holder: MapHolder) -> None:
 
 def test_the_same_content_written_again_keeps_the_served_map(holder: MapHolder, live: Path) -> None:
     before = holder.current()
-    put(live, main_text("v1"))  # a new inode and ctime, the same bytes
+    replace_file(live, main_text("v1"))  # a new inode and ctime, the same bytes
     assert holder.check() is False
     assert holder.current() is before
     assert holder.status().last_attempt_ok is True
 
 
 def test_a_new_file_matching_an_include_glob_is_loaded(holder: MapHolder, live: Path) -> None:
-    put(live.parent / "redirects.d" / "more.csv", "from,to\n/d,/v1/d\n")
+    replace_file(live.parent / "redirects.d" / "more.csv", "from,to\n/d,/v1/d\n")
     assert holder.check() is True
     current = holder.current()
     assert current is not None
@@ -169,7 +162,7 @@ def test_the_version_does_not_depend_on_how_the_path_is_spelled(live: Path) -> N
 
 
 def _broken_yaml(live: Path) -> None:
-    put(live, main_text("v2").replace("  - from: /a\n", "  - from: [/a\n"))
+    replace_file(live, main_text("v2").replace("  - from: /a\n", "  - from: [/a\n"))
 
 
 def _empty(live: Path) -> None:
@@ -187,15 +180,15 @@ def _deleted(live: Path) -> None:
 
 
 def _bad_rule(live: Path) -> None:
-    put(live, main_text("v2").replace("to: /v2/a", "to: https://evil.example/a"))
+    replace_file(live, main_text("v2").replace("to: /v2/a", "to: https://evil.example/a"))
 
 
 def _bad_table_row(live: Path) -> None:
-    put(live.parent / "redirects.d" / "table.csv", "from,to,status,note\n/c,/v2/c,299,\n")
+    replace_file(live.parent / "redirects.d" / "table.csv", "from,to,status,note\n/c,/v2/c,299,\n")
 
 
 def _new_broken_table(live: Path) -> None:
-    put(live.parent / "redirects.d" / "zz.csv", "from,to,status,note\n/z,/v2/z,999,\n")
+    replace_file(live.parent / "redirects.d" / "zz.csv", "from,to,status,note\n/z,/v2/z,999,\n")
 
 
 @pytest.mark.parametrize(
@@ -237,11 +230,11 @@ def test_a_broken_change_keeps_the_old_map_and_says_where(
 def test_fixing_only_a_newly_included_file_is_noticed(holder: MapHolder, live: Path) -> None:
     # The map now names a file the old map did not include; the problem is in that file.
     extra = live.parent / "extra.csv"
-    put(extra, "from,to,status,note\n/e,/v2/e,999,\n")
-    put(live, main_text("v2", extra_include=", extra.csv"))
+    replace_file(extra, "from,to,status,note\n/e,/v2/e,999,\n")
+    replace_file(live, main_text("v2", extra_include=", extra.csv"))
     assert holder.check() is False
     assert "extra.csv:2: error:" in (holder.last_error or "")
-    put(extra, "from,to,status,note\n/e,/v2/e,301,\n")  # only the included file changes
+    replace_file(extra, "from,to,status,note\n/e,/v2/e,301,\n")  # only the included file changes
     assert holder.check() is True
     current = holder.current()
     assert current is not None
@@ -366,9 +359,9 @@ def test_no_map_and_no_copy_serves_nothing(live: Path, state: Path) -> None:
 
 def test_the_copy_keeps_includes_from_outside_the_map_folder(tmp_path: Path) -> None:
     deploy, shared = tmp_path / "deploy", tmp_path / "shared"
-    put(shared / "t.csv", "from,to\n/s,/v1/c\n")
+    replace_file(shared / "t.csv", "from,to\n/s,/v1/c\n")
     main = main_text("v1").replace("redirects.d/*.csv", "../shared/*.csv")
-    put(deploy / "redirects.yaml", main)
+    replace_file(deploy / "redirects.yaml", main)
     state = tmp_path / "state"
     first = MapHolder(deploy / "redirects.yaml", reload_interval=0, state_dir=state).current()
     assert first is not None

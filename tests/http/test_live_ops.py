@@ -30,7 +30,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.mapfile import load_map
-from tests.support import GunicornServer, StartServer, raw_request
+from tests.support import GunicornServer, StartServer, raw_request, replace_file
 
 HOST = "khabarovskadm.ru"
 WORKERS = 2
@@ -71,19 +71,11 @@ def table_text(version: str) -> str:
     return f"from,to,status,note\n/c,/{version}/c,301,\n"
 
 
-def put(path: Path, text: str) -> None:
-    """Replace a file atomically (write aside, rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    aside = path.with_name(f".{path.name}.tmp")
-    aside.write_text(text, encoding="utf-8")
-    os.replace(aside, path)
-
-
 def deploy(folder: Path, version: str) -> None:
     """Write a version's two files the way a deploy does: the table, then the main file."""
-    put(folder / "redirects.d" / "table.csv", table_text(version))
+    replace_file(folder / "redirects.d" / "table.csv", table_text(version))
     time.sleep(0.1)  # two files, not one atomic step: the reload must wait for both
-    put(folder / "redirects.yaml", main_text(version))
+    replace_file(folder / "redirects.yaml", main_text(version))
 
 
 def reference_versions(tmp_path: Path, names: list[str]) -> dict[str, str]:
@@ -91,8 +83,8 @@ def reference_versions(tmp_path: Path, names: list[str]) -> dict[str, str]:
     hashes = {}
     for name in names:
         folder = tmp_path / f"reference-{name}"
-        put(folder / "redirects.d" / "table.csv", table_text(name))
-        put(folder / "redirects.yaml", main_text(name))
+        replace_file(folder / "redirects.d" / "table.csv", table_text(name))
+        replace_file(folder / "redirects.yaml", main_text(name))
         hashes[load_map(folder / "redirects.yaml").version] = name
     return hashes
 
@@ -318,7 +310,8 @@ def test_map_changes_under_traffic_never_break_the_service(
 
     # Broken changes: nothing changes for the clients.
     failed_everywhere(
-        "broken YAML", lambda: put(main, main_text("v3").replace("- from: /a", "- from: [/a"))
+        "broken YAML",
+        lambda: replace_file(main, main_text("v3").replace("- from: /a", "- from: [/a")),
     )
     failed_everywhere("truncated", lambda: open(main, "w").close())
     failed_everywhere("deleted", main.unlink)
@@ -328,7 +321,7 @@ def test_map_changes_under_traffic_never_break_the_service(
     assert traffic.served_since(switched + 0.5) == {"v2"}
 
     # The rest of the half-written file arrives: v3 everywhere.
-    put(live / "redirects.d" / "table.csv", table_text("v3"))
+    replace_file(live / "redirects.d" / "table.csv", table_text("v3"))
     main.write_text(text, encoding="utf-8")
     _, took["v3"] = wait_for("v3 everywhere", converged(port, version["v3"]), bool)
 
@@ -340,7 +333,7 @@ def test_map_changes_under_traffic_never_break_the_service(
     )
 
     # HUP with a broken map on disk: the new workers start on the last good copy.
-    failed_everywhere("broken before HUP", lambda: put(main, "version: 1\nsite: [\n"))
+    failed_everywhere("broken before HUP", lambda: replace_file(main, "version: 1\nsite: [\n"))
     old_pids = set(workers_serving(port))
     os.kill(server.pid, signal.SIGHUP)
     _, took["hup"] = wait_for(
@@ -410,7 +403,7 @@ def test_hup_with_a_broken_map_and_no_copy_refuses_readiness_until_fixed(
     server: GunicornServer, live: Path, tmp_path: Path
 ) -> None:
     port = server.port
-    put(live / "redirects.yaml", "version: 1\nsite: [\n")
+    replace_file(live / "redirects.yaml", "version: 1\nsite: [\n")
     wait_for(
         "both workers to reject the map", lambda: failing_pids(port), lambda p: len(p) == WORKERS
     )
