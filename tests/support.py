@@ -457,3 +457,35 @@ def replace_file(path: Path, text: str) -> None:
     aside = path.with_name(f".{path.name}.tmp")
     aside.write_text(text, encoding="utf-8")
     os.replace(aside, path)
+
+
+# A map whose every answer names its version: tests of live reload tell versions apart by it.
+VERSIONED_HOST = "khabarovskadm.ru"
+
+
+def versioned_map_text(version: str, *, extra_include: str = "") -> str:
+    """The main file of version `version`; `archive` comes last, so a cut-off file fails."""
+    return f"""\
+version: 1
+site:
+  new_site: https://khv27.ru
+hosts:
+  {VERSIONED_HOST}: {{}}
+rules:
+  - from: /a
+    to: /{version}/a
+  - from: /p/<int:id>
+    to: /{version}/p/{{id}}
+  - from: /gone
+    status: 410
+    see: /{version}/see
+include: [redirects.d/*.csv{extra_include}]
+archive:
+  notice:
+    ru: "Архив {version}"
+"""
+
+
+def versioned_table_text(version: str) -> str:
+    """The included table of version `version`."""
+    return f"from,to,status,note\n/c,/{version}/c,301,\n"

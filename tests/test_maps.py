@@ -21,41 +21,14 @@ from gateway.decide import decide
 from gateway.mapfile import RedirectMap, load_map
 from gateway.maps import LastGood, MapHolder
 from gateway.outcomes import Redirect
-from tests.support import replace_file
+from tests.support import replace_file, versioned_map_text, versioned_table_text
 
 HOST = "khabarovskadm.ru"
 
 
-def main_text(version: str, *, extra_include: str = "") -> str:
-    """The main file of version `version`; `archive` comes last, so a cut-off file fails."""
-    return f"""\
-version: 1
-site:
-  new_site: https://khv27.ru
-hosts:
-  {HOST}: {{}}
-rules:
-  - from: /a
-    to: /{version}/a
-  - from: /p/<int:id>
-    to: /{version}/p/{{id}}
-  - from: /gone
-    status: 410
-    see: /{version}/see
-include: [redirects.d/*.csv{extra_include}]
-archive:
-  notice:
-    ru: "Архив {version}"
-"""
-
-
-def table_text(version: str) -> str:
-    return f"from,to,status,note\n/c,/{version}/c,301,\n"
-
-
 def write_version(folder: Path, version: str) -> Path:
-    replace_file(folder / "redirects.d" / "table.csv", table_text(version))
-    replace_file(folder / "redirects.yaml", main_text(version))
+    replace_file(folder / "redirects.d" / "table.csv", versioned_table_text(version))
+    replace_file(folder / "redirects.yaml", versioned_map_text(version))
     return folder / "redirects.yaml"
 
 
@@ -121,7 +94,7 @@ def test_nothing_changed_means_no_load(holder: MapHolder) -> None:
 
 def test_the_same_content_written_again_keeps_the_served_map(holder: MapHolder, live: Path) -> None:
     before = holder.current()
-    replace_file(live, main_text("v1"))  # a new inode and ctime, the same bytes
+    replace_file(live, versioned_map_text("v1"))  # a new inode and ctime, the same bytes
     assert holder.check() is False
     assert holder.current() is before
     assert holder.status().last_attempt_ok is True
@@ -162,7 +135,7 @@ def test_the_version_does_not_depend_on_how_the_path_is_spelled(live: Path) -> N
 
 
 def _broken_yaml(live: Path) -> None:
-    replace_file(live, main_text("v2").replace("  - from: /a\n", "  - from: [/a\n"))
+    replace_file(live, versioned_map_text("v2").replace("  - from: /a\n", "  - from: [/a\n"))
 
 
 def _empty(live: Path) -> None:
@@ -171,7 +144,7 @@ def _empty(live: Path) -> None:
 
 
 def _half_written(live: Path) -> None:
-    text = main_text("v2")
+    text = versioned_map_text("v2")
     live.write_text(text[: text.index("include:")], encoding="utf-8")  # no archive yet
 
 
@@ -180,7 +153,7 @@ def _deleted(live: Path) -> None:
 
 
 def _bad_rule(live: Path) -> None:
-    replace_file(live, main_text("v2").replace("to: /v2/a", "to: https://evil.example/a"))
+    replace_file(live, versioned_map_text("v2").replace("to: /v2/a", "to: https://evil.example/a"))
 
 
 def _bad_table_row(live: Path) -> None:
@@ -231,7 +204,7 @@ def test_fixing_only_a_newly_included_file_is_noticed(holder: MapHolder, live: P
     # The map now names a file the old map did not include; the problem is in that file.
     extra = live.parent / "extra.csv"
     replace_file(extra, "from,to,status,note\n/e,/v2/e,999,\n")
-    replace_file(live, main_text("v2", extra_include=", extra.csv"))
+    replace_file(live, versioned_map_text("v2", extra_include=", extra.csv"))
     assert holder.check() is False
     assert "extra.csv:2: error:" in (holder.last_error or "")
     replace_file(extra, "from,to,status,note\n/e,/v2/e,301,\n")  # only the included file changes
@@ -245,7 +218,7 @@ def test_a_file_still_being_written_is_not_loaded_half(
     holder: MapHolder, live: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(maps, "SETTLE", 0.4)
-    text = main_text("v2").replace("/v1/", "/v2/")
+    text = versioned_map_text("v2").replace("/v1/", "/v2/")
     cut = text.index("include:")
     with open(live, "w", encoding="utf-8") as f:
         f.write(text[:cut])  # a valid map on its own, if archive came first; it does not
@@ -360,7 +333,7 @@ def test_no_map_and_no_copy_serves_nothing(live: Path, state: Path) -> None:
 def test_the_copy_keeps_includes_from_outside_the_map_folder(tmp_path: Path) -> None:
     deploy, shared = tmp_path / "deploy", tmp_path / "shared"
     replace_file(shared / "t.csv", "from,to\n/s,/v1/c\n")
-    main = main_text("v1").replace("redirects.d/*.csv", "../shared/*.csv")
+    main = versioned_map_text("v1").replace("redirects.d/*.csv", "../shared/*.csv")
     replace_file(deploy / "redirects.yaml", main)
     state = tmp_path / "state"
     first = MapHolder(deploy / "redirects.yaml", reload_interval=0, state_dir=state).current()
@@ -377,7 +350,7 @@ def test_an_altered_copy_is_not_served(holder: MapHolder, live: Path, state: Pat
     assert last_good is not None
     snapshot = Path(os.path.realpath(Path(last_good.root) / "current"))
     copied = next(snapshot.rglob("redirects.yaml"))
-    copied.write_text(main_text("evil"), encoding="utf-8")
+    copied.write_text(versioned_map_text("evil"), encoding="utf-8")
     assert last_good.load() is None
 
 

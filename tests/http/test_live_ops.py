@@ -30,7 +30,14 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.mapfile import load_map
-from tests.support import GunicornServer, StartServer, raw_request, replace_file
+from tests.support import (
+    GunicornServer,
+    StartServer,
+    raw_request,
+    replace_file,
+    versioned_map_text,
+    versioned_table_text,
+)
 
 HOST = "khabarovskadm.ru"
 WORKERS = 2
@@ -44,38 +51,11 @@ T = TypeVar("T")
 # --- the map: every answer names its version ----------------------------------------------
 
 
-def main_text(version: str) -> str:
-    # `archive` last: a file cut off before the end lacks it and does not load.
-    return f"""\
-version: 1
-site:
-  new_site: https://khv27.ru
-hosts:
-  {HOST}: {{}}
-rules:
-  - from: /a
-    to: /{version}/a
-  - from: /p/<int:id>
-    to: /{version}/p/{{id}}
-  - from: /gone
-    status: 410
-    see: /{version}/see
-include: [redirects.d/*.csv]
-archive:
-  notice:
-    ru: "Архив {version}"
-"""
-
-
-def table_text(version: str) -> str:
-    return f"from,to,status,note\n/c,/{version}/c,301,\n"
-
-
 def deploy(folder: Path, version: str) -> None:
     """Write a version's two files the way a deploy does: the table, then the main file."""
-    replace_file(folder / "redirects.d" / "table.csv", table_text(version))
+    replace_file(folder / "redirects.d" / "table.csv", versioned_table_text(version))
     time.sleep(0.1)  # two files, not one atomic step: the reload must wait for both
-    replace_file(folder / "redirects.yaml", main_text(version))
+    replace_file(folder / "redirects.yaml", versioned_map_text(version))
 
 
 def reference_versions(tmp_path: Path, names: list[str]) -> dict[str, str]:
@@ -83,8 +63,8 @@ def reference_versions(tmp_path: Path, names: list[str]) -> dict[str, str]:
     hashes = {}
     for name in names:
         folder = tmp_path / f"reference-{name}"
-        replace_file(folder / "redirects.d" / "table.csv", table_text(name))
-        replace_file(folder / "redirects.yaml", main_text(name))
+        replace_file(folder / "redirects.d" / "table.csv", versioned_table_text(name))
+        replace_file(folder / "redirects.yaml", versioned_map_text(name))
         hashes[load_map(folder / "redirects.yaml").version] = name
     return hashes
 
@@ -311,17 +291,17 @@ def test_map_changes_under_traffic_never_break_the_service(
     # Broken changes: nothing changes for the clients.
     failed_everywhere(
         "broken YAML",
-        lambda: replace_file(main, main_text("v3").replace("- from: /a", "- from: [/a")),
+        lambda: replace_file(main, versioned_map_text("v3").replace("- from: /a", "- from: [/a")),
     )
     failed_everywhere("truncated", lambda: open(main, "w").close())
     failed_everywhere("deleted", main.unlink)
-    text = main_text("v3")
+    text = versioned_map_text("v3")
     failed_everywhere("half-written", lambda: main.write_text(text[: text.index("include:")]))
     assert converged(port, version["v2"])()
     assert traffic.served_since(switched + 0.5) == {"v2"}
 
     # The rest of the half-written file arrives: v3 everywhere.
-    replace_file(live / "redirects.d" / "table.csv", table_text("v3"))
+    replace_file(live / "redirects.d" / "table.csv", versioned_table_text("v3"))
     main.write_text(text, encoding="utf-8")
     _, took["v3"] = wait_for("v3 everywhere", converged(port, version["v3"]), bool)
 
