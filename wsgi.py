@@ -1,11 +1,11 @@
 """WSGI entry point: `gunicorn -c gunicorn.conf.py wsgi:app`.
 
 Owns nothing but the one application object; settings come from the environment
-(GATEWAY_MAP) through gateway.create_app.
+(GATEWAY_MAP) through gateway.app.create_app.
 """
 
 from __future__ import annotations
 
-from gateway import create_app
+from gateway.app import create_app
 
 app = create_app()

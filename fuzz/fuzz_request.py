@@ -10,7 +10,7 @@ from __future__ import annotations
 from _driver import REPO, instrumented, main
 
 with instrumented():
-    from gateway import create_app
+    from gateway.app import create_app
     from gateway.mapfile import load_map
 
 from tests.safety import Shape, baseline_shapes, response_problems

@@ -1,72 +1,8 @@
 """legacy-gateway: keeps khabarovskadm.ru's links alive by redirecting them to khv27.ru.
 
-``create_app`` assembles the pieces: settings, the map, the web edge.
+The package imports nothing: the pure core (``canonical``, ``rules``, ``mapfile``,
+``matcher``, ``outcomes``, ``responses``, ``decide``, ``banner``) loads without Flask,
+click or prometheus_client. The app factory is ``gateway.app.create_app``.
 """
 
-from __future__ import annotations
-
-import os
-from collections.abc import Callable, Mapping
-from typing import Any
-
-from flask import Flask, Response
-from flask.typing import ResponseReturnValue
-
-from gateway import accesslog, web
-from gateway.maps import RELOAD_INTERVAL, MapHolder, default_state_dir
-from gateway.metrics import Metrics
-
 DEFAULT_MAP = "redirects.yaml"
-
-
-class GatewayFlask(Flask):
-    """Flask with one view for every path: answers are decided by the map, not by routing."""
-
-    def dispatch_request(self) -> ResponseReturnValue:
-        """Render the decided outcome; Flask's URL routing plays no part."""
-        answer: Callable[[], Response] = self.extensions["gateway.answer"]
-        return answer()
-
-
-def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
-    """Create the gateway app serving the map at MAP_PATH (env GATEWAY_MAP, else redirects.yaml)."""
-    app = GatewayFlask(__name__)
-    app.config.from_mapping(MAP_PATH=os.environ.get("GATEWAY_MAP", DEFAULT_MAP))
-    if test_config is not None:
-        app.config.from_mapping(test_config)
-    _live_settings(app.config)
-    accesslog.configure(app.config["ACCESS_LOG"])  # first: the map's load is logged
-    metrics = Metrics()
-    maps = MapHolder(
-        app.config["MAP_PATH"],
-        reload_interval=app.config["MAP_RELOAD_INTERVAL"],
-        state_dir=app.config["STATE_DIR"],
-        listener=metrics,
-    )
-    web.init_app(app, maps, accesslog.RequestRecorder(metrics))
-    app.extensions["gateway.endpoints"]["metrics"] = metrics.endpoint
-    return app
-
-
-def _live_settings(config: dict[str, Any]) -> None:
-    """Fill in reload, last-known-good and access-log settings: from the env, or off in tests.
-
-    MAP_RELOAD_INTERVAL (env GATEWAY_RELOAD_INTERVAL, seconds, 0 = no reload; default 2),
-    STATE_DIR (env GATEWAY_STATE_DIR, "off" = no last-known-good copy; default a private
-    folder under the temp directory), ACCESS_LOG (env GATEWAY_ACCESS_LOG: "-" = stdout,
-    a file path, or "off"). TESTING apps default to no reload, no copy and no log.
-    """
-    testing = bool(config.get("TESTING"))
-    env = os.environ.get
-    if "MAP_RELOAD_INTERVAL" not in config:
-        raw = "0" if testing else env("GATEWAY_RELOAD_INTERVAL", str(RELOAD_INTERVAL))
-        try:
-            config["MAP_RELOAD_INTERVAL"] = float(raw)
-        except ValueError:
-            raise ValueError(f"GATEWAY_RELOAD_INTERVAL must be seconds, not {raw!r}") from None
-    if "STATE_DIR" not in config:
-        config["STATE_DIR"] = None if testing else env("GATEWAY_STATE_DIR") or default_state_dir()
-    if str(config["STATE_DIR"]).lower() == "off":
-        config["STATE_DIR"] = None
-    if "ACCESS_LOG" not in config:
-        config["ACCESS_LOG"] = "off" if testing else env("GATEWAY_ACCESS_LOG", "-")

@@ -73,7 +73,7 @@ def map_path() -> Path:
 @pytest.fixture
 def app(map_path: Path) -> Flask:
     # Imported here so that a broken gateway package fails its own tests, not collection.
-    from gateway import create_app
+    from gateway.app import create_app
 
     return create_app({"TESTING": True, "MAP_PATH": str(map_path)})
 

@@ -16,7 +16,8 @@ import pytest
 from flask import Flask
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway import accesslog, create_app
+from gateway import accesslog
+from gateway.app import create_app
 from tests.support import BUNDLED_MAP
 
 HOST = "khabarovskadm.ru"

@@ -24,7 +24,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from gateway import create_app
+from gateway.app import create_app
 from gateway.mapfile import RedirectMap, load_map
 from tests.safety import Shape, baseline_shapes, response_problems
 from tests.support import BUNDLED_MAP, REPO, GunicornServer, WriteMap, raw_request

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway import create_app, maps
+from gateway import maps
+from gateway.app import create_app
 from gateway.decide import decide
 from gateway.mapfile import RedirectMap, load_map
 from gateway.maps import LastGood, MapHolder

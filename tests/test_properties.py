@@ -19,7 +19,7 @@ from flask.testing import FlaskClient
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from gateway import create_app
+from gateway.app import create_app
 from gateway.canonical import Malformed, parse_request, wire_bytes
 from gateway.decide import decide
 from gateway.mapfile import MapError, RedirectMap, load_map
