@@ -20,7 +20,8 @@ from gateway import maps
 from gateway.app import create_app
 from gateway.decide import decide
 from gateway.mapfile import RedirectMap, load_map
-from gateway.maps import LastGood, MapHolder
+from gateway.maps import LastGood, MapHolder, watch
+from gateway.maps import holder as holder_module
 from gateway.outcomes import Redirect
 from tests.support import replace_file, versioned_map_text, versioned_table_text
 
@@ -50,7 +51,7 @@ def answers(redirect_map: RedirectMap) -> set[str]:
 @pytest.fixture(autouse=True)
 def short_settle(monkeypatch: pytest.MonkeyPatch) -> None:
     # Files written by a test are quiet at once; waiting the full half second is waste.
-    monkeypatch.setattr(maps, "SETTLE", 0.05)
+    monkeypatch.setattr(watch, "SETTLE", 0.05)
 
 
 @pytest.fixture
@@ -218,7 +219,7 @@ def test_fixing_only_a_newly_included_file_is_noticed(holder: MapHolder, live: P
 def test_a_file_still_being_written_is_not_loaded_half(
     holder: MapHolder, live: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(maps, "SETTLE", 0.4)
+    monkeypatch.setattr(watch, "SETTLE", 0.4)
     text = versioned_map_text("v2").replace("/v1/", "/v2/")
     cut = text.index("include:")
     with open(live, "w", encoding="utf-8") as f:
@@ -247,7 +248,7 @@ def test_a_change_during_the_load_is_loaded_again(
     holder: MapHolder, live: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[str] = []
-    real_load = maps.load_map
+    real_load = holder_module.load_map
 
     def load_then_change(path: str | os.PathLike[str]) -> RedirectMap:
         loaded = real_load(path)
@@ -256,7 +257,7 @@ def test_a_change_during_the_load_is_loaded_again(
             write_version(live.parent, "v3")  # lands after the read, before the swap
         return loaded
 
-    monkeypatch.setattr(maps, "load_map", load_then_change)
+    monkeypatch.setattr(holder_module, "load_map", load_then_change)
     write_version(live.parent, "v2")
     assert holder.check() is True
     current = holder.current()
@@ -270,7 +271,7 @@ def test_files_stamped_in_the_future_are_still_loaded(
 ) -> None:
     # A file server whose clock is an hour ahead of ours: every ctime looks fresh, so
     # quiet is judged by looking twice instead.
-    monkeypatch.setattr(maps, "_clock", lambda: time.time_ns() - 3_600_000_000_000)
+    monkeypatch.setattr(watch, "_clock", lambda: time.time_ns() - 3_600_000_000_000)
     write_version(live.parent, "v2")
     assert holder.check() is True
     current = holder.current()
