@@ -26,15 +26,8 @@ import time
 from json.encoder import encode_basestring
 from typing import TYPE_CHECKING
 
-from gateway.outcomes import (
-    BadRequest,
-    Gone,
-    MethodNotAllowed,
-    NotFound,
-    Outcome,
-    Redirect,
-    UnknownHost,
-)
+from gateway.outcomes import Outcome, Redirect
+from gateway.responses import answer_of
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
@@ -46,16 +39,6 @@ ACCESS_LOGGER = "gateway.access"
 OFF = ("off", "none", "")
 
 access_log = logging.getLogger(ACCESS_LOGGER)
-
-OUTCOME_NAMES: dict[type, str] = {
-    Redirect: "redirect",
-    Gone: "gone",
-    NotFound: "not_found",
-    BadRequest: "bad_request",
-    UnknownHost: "unknown_host",
-    MethodNotAllowed: "method_not_allowed",
-}
-UNAVAILABLE = "unavailable"  # no valid map at all: 503
 
 _pid = os.getpid()
 
@@ -78,15 +61,15 @@ class RequestRecorder:
         self,
         environ: WSGIEnvironment,
         target: str,
-        outcome: Outcome | None,
+        outcome: Outcome,
         status: int,
         started: float,
         redirect_map: RedirectMap | None,
     ) -> None:
-        """Record a request answered with `status` (outcome None: no map, 503)."""
+        """Record a request answered with `status`."""
         try:
             seconds = time.perf_counter() - started
-            name = OUTCOME_NAMES.get(type(outcome), UNAVAILABLE)
+            name = answer_of(outcome).name
             if self.metrics is not None:
                 self.metrics.observe(name, status, seconds)
             if access_log.isEnabledFor(logging.INFO):
@@ -105,7 +88,7 @@ class RequestRecorder:
 def access_line(
     environ: WSGIEnvironment,
     target: str,
-    outcome: Outcome | None,
+    outcome: Outcome,
     name: str,
     status: int,
     seconds: float,

@@ -18,6 +18,7 @@ from werkzeug.http import parse_accept_header
 from gateway.canonical import wire_bytes
 from gateway.mapfile import RedirectMap
 from gateway.outcomes import Gone, NotFound
+from gateway.responses import status_of
 
 # Characters a URL may carry as they are; anything else from the request is escaped.
 URL_CHARS = "/:@!$&'()*+,;=-._~%?"
@@ -119,7 +120,7 @@ def banner_page(
     requested = displayed_url(f"{outcome.host}{url.path_text}{query}")
     return BannerPage(
         lang=lang,
-        status=outcome.status,
+        status=status_of(outcome),
         texts=TEXTS[lang],
         notice=notice,
         notice_lang="ru" if notice == archive.notice_ru else lang,

@@ -1,13 +1,14 @@
 """The order of decisions for one request, stated once (spec §5, then §4).
 
-Service endpoints, then the method, then the host, then well-formedness, then
-the map's precedence (in ``Matcher.match``). The web layer and ``gateway
-explain`` both call ``decide``; neither has a rule of its own. Pure: no Flask.
+Service endpoints, then whether a map is loaded at all, then the method, then the
+host, then well-formedness, then the map's precedence (in ``Matcher.match``). The
+web edge and every command (``explain``, ``check``, ``coverage``, ``import``) call
+``decide``; none has a rule of its own. A fault raises: only the web edge turns it
+into an answer, with ``fallback``, so a bug in matching fails a command loudly
+instead of reading as "no rule". Pure: no Flask.
 """
 
 from __future__ import annotations
-
-import logging
 
 from gateway.canonical import LegacyURL, Malformed, parse_split, split_target
 from gateway.mapfile import RedirectMap
@@ -19,21 +20,56 @@ from gateway.outcomes import (
     Outcome,
     Redirect,
     ServiceEndpoint,
+    Unavailable,
     UnknownHost,
 )
-
-log = logging.getLogger(__name__)
 
 SERVICE_PREFIX = "/-/"
 METHODS = frozenset({"GET", "HEAD"})
 
 
-def decide(redirect_map: RedirectMap, method: str, host_header: str, target: str) -> Outcome:
+def decide(redirect_map: RedirectMap | None, method: str, host_header: str, target: str) -> Outcome:
     """Decide the answer to one request from its method, Host header and raw request target."""
     if target.startswith(SERVICE_PREFIX):
         return ServiceEndpoint(target[len(SERVICE_PREFIX) :].partition("?")[0])
+    if redirect_map is None:
+        return Unavailable()
     if method not in METHODS:
         return MethodNotAllowed(method)
+    url = _read(redirect_map, host_header, target)
+    if not isinstance(url, LegacyURL):
+        return url
+    return answer(redirect_map, url)
+
+
+def answer(redirect_map: RedirectMap, url: LegacyURL) -> Redirect | Gone | NotFound:
+    """Answer a well-formed canonical URL on a served host by the map's precedence (§4)."""
+    found = redirect_map.matcher.match(url, url.host)
+    if found is None:
+        return NotFound(url, url.host)
+    rule = found.rule
+    if rule.target is None:
+        return Gone(rule, url, url.host)
+    extra = [p for p in url.params if p.key not in found.consumed] if rule.keep_query else ()
+    location = rule.target.build(found.captures, extra)
+    return Redirect(rule.status, location, rule, url, url.host)
+
+
+def fallback(redirect_map: RedirectMap, host_header: str, target: str) -> Outcome:
+    """Return the web edge's answer when ``decide`` raised: the 404 banner if the URL reads."""
+    try:
+        url = _read(redirect_map, host_header, target)
+    except Exception:
+        return BadRequest("the request could not be read")
+    if not isinstance(url, LegacyURL):
+        return url
+    return NotFound(url, url.host, reason="internal error while matching")
+
+
+def _read(
+    redirect_map: RedirectMap, host_header: str, target: str
+) -> LegacyURL | UnknownHost | BadRequest:
+    """Read the request target into a canonical URL on a served host, or say why not."""
     try:
         authority, raw_path, raw_query = split_target(target)
     except Malformed as exc:
@@ -45,7 +81,7 @@ def decide(redirect_map: RedirectMap, method: str, host_header: str, target: str
         return UnknownHost(host_name or "")
     site = redirect_map.site
     try:
-        url = parse_split(
+        return parse_split(
             host,
             raw_path,
             raw_query,
@@ -54,22 +90,3 @@ def decide(redirect_map: RedirectMap, method: str, host_header: str, target: str
         )
     except Malformed as exc:
         return BadRequest(str(exc))
-    return answer(redirect_map, url)
-
-
-def answer(redirect_map: RedirectMap, url: LegacyURL) -> Redirect | Gone | NotFound:
-    """Answer a well-formed canonical URL on a served host by the map's precedence (§4)."""
-    try:
-        found = redirect_map.matcher.match(url, url.host)
-        if found is None:
-            return NotFound(url, url.host)
-        rule = found.rule
-        if rule.target is None:
-            return Gone(rule, url, url.host)
-        extra = [p for p in url.params if p.key not in found.consumed] if rule.keep_query else ()
-        location = rule.target.build(found.captures, extra)
-        return Redirect(rule.status, location, rule, url, url.host)
-    except Exception:
-        # Never a 500: a fault in matching is logged and answered with the 404 banner.
-        log.exception("matching failed for %s%s", url.host, url.raw_target)
-        return NotFound(url, url.host, reason="internal error while matching")

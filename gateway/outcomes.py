@@ -1,7 +1,8 @@
 """What the gateway decides for a request: small values that the web layer and the CLI render.
 
 Every answer is one of these, decided in one place (``gateway.decide``), so the
-server and ``gateway explain`` can never disagree.
+server and ``gateway explain`` can never disagree. What each one answers (status,
+headers, its name) is ``gateway.responses``' table, not a property of the value.
 """
 
 from __future__ import annotations
@@ -31,8 +32,6 @@ class Gone:
     url: LegacyURL
     host: str
 
-    status = 410
-
 
 @dataclass(frozen=True, slots=True)
 class NotFound:
@@ -42,16 +41,12 @@ class NotFound:
     host: str
     reason: str = "no rule matches"
 
-    status = 404
-
 
 @dataclass(frozen=True, slots=True)
 class UnknownHost:
     """The Host header names no host under ``hosts:``: a plain 404, never a redirect."""
 
     host: str
-
-    status = 404
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +55,6 @@ class BadRequest:
 
     reason: str
 
-    status = 400
-
 
 @dataclass(frozen=True, slots=True)
 class MethodNotAllowed:
@@ -69,7 +62,10 @@ class MethodNotAllowed:
 
     method: str
 
-    status = 405
+
+@dataclass(frozen=True, slots=True)
+class Unavailable:
+    """No valid map is loaded at all (none on disk, no last-known-good copy): 503."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,4 +75,13 @@ class ServiceEndpoint:
     name: str
 
 
-Outcome = Redirect | Gone | NotFound | UnknownHost | BadRequest | MethodNotAllowed | ServiceEndpoint
+Outcome = (
+    Redirect
+    | Gone
+    | NotFound
+    | UnknownHost
+    | BadRequest
+    | MethodNotAllowed
+    | Unavailable
+    | ServiceEndpoint
+)

@@ -6,8 +6,10 @@ Flask. Every other outcome is handed to the Flask app, whose one view renders
 it: the archive banner, the plain 400/404/405 answers and the ``/-/``
 endpoints. No answer is built from the Host header, and nothing raises a 500.
 Each legacy request (not the ``/-/`` endpoints) is then handed to the recorder
-(``gateway.accesslog``: metrics and one JSON log line). Without a valid map at
-all, the ``/-/`` endpoints still answer and everything else gets 503.
+(``gateway.accesslog``: metrics and one JSON log line). What each outcome answers
+(status, Cache-Control, headers) is read from ``gateway.responses``; this module
+only lays it out. It holds the one catch-all for faults: the request still gets an
+answer (``decide.fallback``), never a 500.
 """
 
 from __future__ import annotations
@@ -28,17 +30,9 @@ from urllib.parse import quote
 from flask import Flask, Response, jsonify, render_template, request
 
 from gateway.banner import URL_CHARS, banner_page
-from gateway.decide import SERVICE_PREFIX, decide
-from gateway.outcomes import (
-    BadRequest,
-    Gone,
-    MethodNotAllowed,
-    NotFound,
-    Outcome,
-    Redirect,
-    ServiceEndpoint,
-    UnknownHost,
-)
+from gateway.decide import decide, fallback
+from gateway.outcomes import Gone, NotFound, Outcome, Redirect, ServiceEndpoint, Unavailable
+from gateway.responses import NO_STORE, Body, answer_of, plain_text, status_of
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -50,8 +44,6 @@ log = logging.getLogger(__name__)
 
 OUTCOME_KEY = "gateway.outcome"
 MAP_KEY = "gateway.map"
-BANNER_MAX_AGE = 3600
-NO_STORE = "no-store"
 
 
 def request_target(environ: WSGIEnvironment) -> str:
@@ -71,7 +63,7 @@ class Recorder(Protocol):
         self,
         environ: WSGIEnvironment,
         target: str,
-        outcome: Outcome | None,
+        outcome: Outcome,
         status: int,
         started: float,
         redirect_map: RedirectMap | None,
@@ -92,27 +84,22 @@ class GatewayMiddleware:
         started = perf_counter()
         redirect_map = self.maps.current()  # once: the whole request sees one map version
         target = request_target(environ)
-        outcome: Outcome | None
-        if redirect_map is None:
-            # No valid map at all: the service endpoints answer, everything else gets 503.
-            name = target[len(SERVICE_PREFIX) :].partition("?")[0]
-            outcome = ServiceEndpoint(name) if target.startswith(SERVICE_PREFIX) else None
-        else:
-            try:
-                outcome = decide(
-                    redirect_map,
-                    environ.get("REQUEST_METHOD", "GET"),
-                    environ.get("HTTP_HOST", ""),
-                    target,
-                )
-            except Exception:
-                log.exception("deciding failed for %r", environ.get("RAW_URI"))
-                outcome = BadRequest("the request could not be read")
-            if type(outcome) is Redirect:
-                body = self._redirect(outcome, redirect_map, environ, start_response)
-                if self.record is not None:
-                    self.record(environ, target, outcome, outcome.status, started, redirect_map)
-                return body
+        host = environ.get("HTTP_HOST", "")
+        outcome: Outcome
+        try:
+            outcome = decide(redirect_map, environ.get("REQUEST_METHOD", "GET"), host, target)
+        except Exception:
+            # The one catch-all: never a 500. The commands let the same fault through.
+            log.exception("deciding failed for %r", environ.get("RAW_URI"))
+            outcome = (
+                Unavailable() if redirect_map is None else fallback(redirect_map, host, target)
+            )
+        if type(outcome) is Redirect:
+            assert redirect_map is not None  # a redirect comes from a map
+            body = self._redirect(outcome, redirect_map, environ, start_response)
+            if self.record is not None:
+                self.record(environ, target, outcome, outcome.status, started, redirect_map)
+            return body
         environ[OUTCOME_KEY] = outcome
         environ[MAP_KEY] = redirect_map
         if self.record is None or type(outcome) is ServiceEndpoint:
@@ -139,11 +126,12 @@ class GatewayMiddleware:
     ) -> Iterable[bytes]:
         location = outcome.location
         body = redirect_body(location)
+        cache = answer_of(outcome).cache_control(redirect_map.site.redirect_max_age)
         start_response(
             f"{outcome.status} {HTTPStatus(outcome.status).phrase}",
             [
                 ("Location", location),
-                ("Cache-Control", f"public, max-age={redirect_map.site.redirect_max_age}"),
+                ("Cache-Control", cache),
                 ("Content-Type", "text/html; charset=utf-8"),
                 ("Content-Length", str(len(body))),  # HEAD: the length GET would send
             ],
@@ -188,17 +176,12 @@ def init_app(app: Flask, maps: MapHolder, record: Recorder | None = None) -> Non
     def banner(outcome: Gone | NotFound, redirect_map: RedirectMap) -> Response:
         page = banner_page(redirect_map, outcome, request.headers.get("Accept-Language", ""))
         html = render_template("banner.html", page=page, style=css)
-        response = Response(html, status=outcome.status, mimetype="text/html")
-        response.headers.update(
-            {
-                "Cache-Control": f"public, max-age={BANNER_MAX_AGE}",
-                "Content-Security-Policy": csp,
-                "X-Content-Type-Options": "nosniff",
-                "Content-Language": page.lang,
-                "Referrer-Policy": "no-referrer",
-                "Vary": "Accept-Language",
-            }
-        )
+        spec = answer_of(outcome)
+        response = Response(html, status=status_of(outcome), mimetype="text/html")
+        response.headers.update(spec.headers)
+        response.headers["Cache-Control"] = spec.cache_control(redirect_map.site.redirect_max_age)
+        response.headers["Content-Security-Policy"] = csp
+        response.headers["Content-Language"] = page.lang
         return response
 
     def service(outcome: ServiceEndpoint) -> Response:
@@ -207,42 +190,36 @@ def init_app(app: Flask, maps: MapHolder, record: Recorder | None = None) -> Non
         endpoint = endpoints.get(outcome.name)
         return endpoint() if endpoint else plain(404, "No such service endpoint.")
 
-    def answer() -> Response:
-        """Render the outcome the middleware decided (or decide now, for direct WSGI use)."""
-        outcome: Outcome | None = request.environ.get(OUTCOME_KEY)
-        redirect_map = request.environ.get(MAP_KEY) or maps.current()
+    def render(outcome: Outcome, redirect_map: RedirectMap | None) -> Response:
+        """Render an outcome as its row of the answer table says."""
+        spec = answer_of(outcome)
         if isinstance(outcome, ServiceEndpoint):
             return service(outcome)
-        if redirect_map is None:
-            return plain(
-                503, "Service unavailable: no valid redirect map is loaded.", **{"Retry-After": "5"}
-            )
-        if outcome is None:
-            outcome = decide(
-                redirect_map, request.method, request.host, request_target(request.environ)
-            )
-        if isinstance(outcome, ServiceEndpoint):
-            return service(outcome)
-        if isinstance(outcome, MethodNotAllowed):
-            return plain(
-                405, "Method not allowed: this site answers GET and HEAD.", Allow="GET, HEAD"
-            )
-        if isinstance(outcome, BadRequest):
-            return plain(400, f"Bad request: {outcome.reason}.")
-        if isinstance(outcome, UnknownHost):
-            return plain(404, "This host is not served here.")
+        if spec.body is Body.PLAIN or redirect_map is None:
+            return plain(status_of(outcome), plain_text(outcome), **dict(spec.headers))
         if isinstance(outcome, Redirect):  # only when the middleware was bypassed
             response = Response(status=outcome.status)
             response.headers["Location"] = outcome.location
-            response.headers["Cache-Control"] = (
-                f"public, max-age={redirect_map.site.redirect_max_age}"
+            response.headers["Cache-Control"] = spec.cache_control(
+                redirect_map.site.redirect_max_age
             )
             return response
+        assert isinstance(outcome, (Gone, NotFound)), spec
         try:
             return banner(outcome, redirect_map)
         except Exception:
             log.exception("rendering the banner failed")
             return plain(404, "Not found.")
+
+    def answer() -> Response:
+        """Render the outcome the middleware decided (or decide now, for direct WSGI use)."""
+        outcome: Outcome | None = request.environ.get(OUTCOME_KEY)
+        redirect_map: RedirectMap | None = request.environ.get(MAP_KEY)
+        if outcome is None:
+            redirect_map = maps.current()
+            target = request_target(request.environ)
+            outcome = decide(redirect_map, request.method, request.host, target)
+        return render(outcome, redirect_map)
 
     app.extensions["gateway.answer"] = answer
     app.extensions["gateway.endpoints"] = endpoints

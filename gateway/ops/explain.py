@@ -33,10 +33,11 @@ from gateway.outcomes import (
     Outcome,
     Redirect,
     ServiceEndpoint,
+    Unavailable,
     UnknownHost,
 )
+from gateway.responses import Body, answer_of, status_of
 from gateway.rules import Rule
-from gateway.web import BANNER_MAX_AGE, NO_STORE
 
 
 @dataclass(frozen=True)
@@ -186,39 +187,46 @@ def printable(text: str) -> str:
 
 
 def _response(redirect_map: RedirectMap, outcome: Outcome) -> Response:
-    banner = f"public, max-age={BANNER_MAX_AGE}"
+    """Return what the server answers for an outcome: its row of the answer table, explained."""
+    spec = answer_of(outcome)
+    cache = spec.cache_control(redirect_map.site.redirect_max_age)
+    status = status_of(outcome)
     if isinstance(outcome, Redirect):
-        return Response(
-            outcome.status,
-            "redirect",
-            location=outcome.location,
-            cache_control=f"public, max-age={redirect_map.site.redirect_max_age}",
-        )
+        return Response(status, spec.body.value, location=outcome.location, cache_control=cache)
     if isinstance(outcome, (Gone, NotFound)):
-        reason = (
-            "the rule says this content has no equivalent on the new site"
-            if isinstance(outcome, Gone)
-            else outcome.reason
-        )
+        if isinstance(outcome, Gone):
+            reason, see = (
+                "the rule says this content has no equivalent on the new site",
+                outcome.rule.see,
+            )
+        else:
+            reason, see = outcome.reason, None
         return Response(
-            outcome.status,
-            "banner",
-            cache_control=banner,
+            status,
+            spec.body.value,
+            cache_control=cache,
             reason=reason,
-            see=outcome.rule.see if isinstance(outcome, Gone) else None,
+            see=see,
             archive=archive_url(redirect_map, outcome),
             language=banner_language(outcome, ""),
         )
+    if spec.body is Body.SERVICE:
+        assert isinstance(outcome, ServiceEndpoint)
+        reason = f"the gateway's own /-/{outcome.name} endpoint"
+        return Response(status, spec.body.value, reason=reason)
+    return Response(status, spec.body.value, cache_control=cache, reason=_plain_reason(outcome))
+
+
+def _plain_reason(outcome: Outcome) -> str:
+    """Say why a plain answer is given, for a terminal."""
     if isinstance(outcome, UnknownHost):
-        return Response(
-            404, "plain", cache_control=NO_STORE, reason=f"host {outcome.host!r} is not served"
-        )
+        return f"host {outcome.host!r} is not served"
     if isinstance(outcome, BadRequest):
-        return Response(400, "plain", cache_control=NO_STORE, reason=outcome.reason)
+        return outcome.reason
     if isinstance(outcome, MethodNotAllowed):  # not reached: explain asks with GET
-        return Response(405, "plain", cache_control=NO_STORE, reason="method not allowed")
-    assert isinstance(outcome, ServiceEndpoint)
-    return Response(200, "service", reason=f"the gateway's own /-/{outcome.name} endpoint")
+        return "method not allowed"
+    assert isinstance(outcome, Unavailable)  # not reached: explain is given a loaded map
+    return "no valid map is loaded"
 
 
 def _phrase(status: int) -> str:
