@@ -1,7 +1,7 @@
 """Fixtures shared by every test: the Flask app and its clients, map files, gunicorn.
 
-In-process tests use `app`, `client` and `runner` (flaskr style) on the map named by
-the `map_path` fixture: the bundled redirects.yaml unless a module overrides it, e.g.
+In-process tests use `app` and `client` (flaskr style) on the map named by the
+`map_path` fixture: the bundled redirects.yaml unless a module overrides it, e.g.
 
     @pytest.fixture
     def map_path(write_map: WriteMap) -> Path:
@@ -9,6 +9,11 @@ the `map_path` fixture: the bundled redirects.yaml unless a module overrides it,
             version: 1
             ...
         ''')
+
+`bundled` is the bundled redirects.yaml loaded once for the session (a RedirectMap is
+immutable), for tests of the pure core and of gateway.ops. `runner` is a click
+CliRunner for the `gateway` command (gateway.cli:main is a click group, not a Flask
+CLI, so Flask's test_cli_runner would reach none of its commands).
 
 HTTP tests use `gunicorn_bundled` (one server for the session) or `gunicorn_factory`
 (servers of their own); either marks the test `http`.
@@ -28,8 +33,11 @@ import pytest
 from tests.support import BUNDLED_MAP, GUNICORN_CONF, GunicornServer, StartServer, WriteMap
 
 if TYPE_CHECKING:
+    from click.testing import CliRunner
     from flask import Flask
-    from flask.testing import FlaskClient, FlaskCliRunner
+    from flask.testing import FlaskClient
+
+    from gateway.mapfile import RedirectMap
 
 _SERVER_FIXTURES = {"gunicorn_bundled", "gunicorn_factory"}
 
@@ -84,8 +92,19 @@ def client(app: Flask) -> FlaskClient:
 
 
 @pytest.fixture
-def runner(app: Flask) -> FlaskCliRunner:
-    return app.test_cli_runner()
+def runner() -> CliRunner:
+    """A click runner for gateway.cli:main: `runner.invoke(main, ["check", ...])`."""
+    from click.testing import CliRunner
+
+    return CliRunner()
+
+
+@pytest.fixture(scope="session")
+def bundled() -> RedirectMap:
+    """The bundled redirects.yaml, loaded once: a RedirectMap is immutable, so it is shared."""
+    from gateway.mapfile import load_map
+
+    return load_map(BUNDLED_MAP)
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from gateway.app import create_app
-from gateway.mapfile import RedirectMap, load_map
+from gateway.mapfile import RedirectMap
 from tests.safety import Shape, baseline_shapes, response_problems
 from tests.support import BUNDLED_MAP, REPO, GunicornServer, WriteMap, raw_request
 
@@ -236,11 +236,6 @@ CORPUS = [
 
 def _text(target: str | bytes) -> str:
     return target.decode("latin-1") if isinstance(target, bytes) else target
-
-
-@pytest.fixture(scope="module")
-def bundled() -> RedirectMap:
-    return load_map(BUNDLED_MAP)
 
 
 @pytest.fixture(scope="module")

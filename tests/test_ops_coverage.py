@@ -46,11 +46,6 @@ LOG_LINES = [
 LOG = ("\n".join(LOG_LINES) + "\n").encode()
 
 
-@pytest.fixture(scope="module")
-def bundled() -> RedirectMap:
-    return load_map(BUNDLED_MAP)
-
-
 @pytest.fixture
 def log_file(tmp_path: Path) -> Path:
     path = tmp_path / "access.log"

@@ -6,21 +6,19 @@ by their `from` text, not taken from explain's output.
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING
 
 import pytest
 
-from gateway.mapfile import RedirectMap, load_map
+from gateway.cli import main
+from gateway.mapfile import RedirectMap
 from gateway.ops.explain import explain, render, to_json
 from tests.support import BUNDLED_MAP
 
 if TYPE_CHECKING:
+    from click.testing import CliRunner
     from flask.testing import FlaskClient
-
-
-@pytest.fixture(scope="module")
-def bundled() -> RedirectMap:
-    return load_map(BUNDLED_MAP)
 
 
 def rule_line(from_text: str) -> str:
@@ -80,6 +78,26 @@ def test_explain_agrees_with_the_server(
     assert response.status_code == e.response.status
     assert response.headers.get("Location") == e.response.location
     assert response.headers.get("Cache-Control") == e.response.cache_control
+
+
+@pytest.mark.parametrize(("url", "from_text", "status", "location"), CASES)
+def test_the_command_shows_this_explanation(
+    runner: CliRunner,
+    bundled: RedirectMap,
+    url: str,
+    from_text: str | None,
+    status: int,
+    location: str | None,
+) -> None:
+    # `gateway explain` prints what explain() says of the map it loads, as text and JSON.
+    args = ["explain", "--map", str(BUNDLED_MAP), url]
+    text = runner.invoke(main, args)
+    assert (text.exit_code, text.stdout) == (0, render(explain(bundled, url)) + "\n")
+    as_json = runner.invoke(main, [*args, "--json"])
+    assert as_json.exit_code == 0
+    (data,) = json.loads(as_json.stdout)
+    assert data == to_json(explain(bundled, url))
+    assert (data["response"]["status"], data["response"]["location"]) == (status, location)
 
 
 def test_text_shows_every_step_for_a_query_rule(bundled: RedirectMap) -> None:

@@ -74,11 +74,6 @@ languages = st.sampled_from(["", "en", "ru", "en;q=0.9, ru;q=0.8", "*", "en-US,e
 
 
 @pytest.fixture(scope="module")
-def bundled() -> RedirectMap:
-    return load_map(BUNDLED_MAP)
-
-
-@pytest.fixture(scope="module")
 def module_app() -> Flask:
     return create_app({"TESTING": True, "MAP_PATH": str(BUNDLED_MAP)})
 

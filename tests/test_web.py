@@ -20,18 +20,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import EnvironBuilder, TestResponse, run_wsgi_app
 
-from gateway.mapfile import RedirectMap, load_map
-from tests.support import BUNDLED_MAP
+from gateway.mapfile import RedirectMap
 
 HOST = "khabarovskadm.ru"
 WAYBACK = "https://web.archive.org/web/20210228000000/"
 REDIRECT_CACHE = "public, max-age=86400"
 BANNER_CACHE = "public, max-age=3600"
-
-
-@pytest.fixture(scope="module")
-def bundled() -> RedirectMap:
-    return load_map(BUNDLED_MAP)
 
 
 def get(
