@@ -18,7 +18,6 @@ import io
 import os
 import re
 import stat
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,19 +26,17 @@ from typing import Any
 
 import yaml
 
-from gateway.canonical import canonical_host, fold, ignore_matcher
+from gateway.canonical import canonical_host, ignore_matcher
 from gateway.matcher import Matcher
 from gateway.rules import (
-    _NO_CAPTURES,
-    _NO_KEYS,
-    _PLAIN_PATH,
+    NO_CAPTURES,
     Condition,
     RuleError,
     Target,
-    _literal_path,
-    _plain_origin,
+    literal_path,
     parse_from,
     parse_target,
+    plain_target,
 )
 from gateway.rules import Rule as Rule
 
@@ -764,27 +761,18 @@ def _fast_csv_rule(ctx: _RuleContext, file: str, line: int, row: list[str]) -> R
         name, value = simple.groups()
         if site.is_ignored(name):
             return None
-        name = sys.intern(name)
-        condition = Condition(
-            sys.intern(name.lower()), name, fold(value, site.case_sensitive), None, None
-        )
-        conditions = (condition,)
+        conditions = (Condition.of_literal(name, value, site.case_sensitive),)
     try:
-        path = _literal_path(raw_path, site.case_sensitive)
+        path = literal_path(raw_path, site.case_sensitive)
     except RuleError:
         return None
     if path is None:
         return None
     target = None
     if to:
-        if not (
-            _PLAIN_PATH.match(to)
-            and not to.startswith("//")
-            and _plain_origin(site.new_site, site.host_allowed)
-        ):
+        target = plain_target(to, new_site=site.new_site, host_allowed=site.host_allowed)
+        if target is None:
             return None
-        url = site.new_site + to
-        target = Target(parts=(url,), query_keys=_NO_KEYS, has_query=False, constant=url)
     note = row[3].strip() if n > 3 else ""
     return Rule(
         source=f"{file}:{line}",
@@ -801,7 +789,7 @@ def _fast_csv_rule(ctx: _RuleContext, file: str, line: int, row: list[str]) -> R
         note=note,
         examples=(),
         to_text=to or None,
-        captures=_NO_CAPTURES,
+        captures=NO_CAPTURES,
     )
 
 
@@ -943,15 +931,12 @@ def _duplicates(rules: list[Rule]) -> list[Problem]:
     for rule in rules:
         if not rule.is_exact:
             continue
-        signatures = frozenset(c.signature() for c in rule.conditions) if rule.conditions else ()
-        key = (rule.host, rule.path, signatures)
-        first = seen.setdefault(key, rule)
+        first = seen.setdefault(rule.identity, rule)
         if first is not rule:
-            file, _, line = rule.source.rpartition(":")
             problems.append(
                 Problem(
-                    file,
-                    int(line),
+                    rule.file,
+                    rule.line,
                     f"duplicate of the rule at {first.source} (same host, path and conditions)",
                 )
             )

@@ -170,10 +170,7 @@ class Matcher:
                 by_ends = node.patterns.setdefault((len(step.head), len(tail)), {})
                 bucket = by_ends.setdefault((step.head, tail), [])
                 for existing, child in bucket:
-                    if (
-                        existing.regex.pattern == step.regex.pattern
-                        and existing.names == step.names
-                    ):
+                    if existing == step:  # the same text and capture names: one child
                         node = child
                         break
                 else:

@@ -8,7 +8,6 @@ a message; the loader adds the file and line. Pure: no Flask.
 
 from __future__ import annotations
 
-import bisect
 import functools
 import re
 import sys
@@ -17,101 +16,18 @@ from dataclasses import dataclass, field
 from urllib.parse import quote, urlsplit
 
 from gateway.canonical import Malformed, Param, decode, fold, resolve_segments
+from gateway.segments import CONVERTERS
+from gateway.segments import SegmentPattern as SegmentPattern
+from gateway.segments import Step as Step
 
 PLACEHOLDER = re.compile(r"<(?:([a-z]+):)?([A-Za-z_][A-Za-z0-9_]*)>")
 _TARGET_NAME = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_CONVERTERS = {None: r"[^/]+", "int": r"[0-9]+", "path": r".+"}
 _TARGET_SAFE = "/:@!$&'()*+,;=-._~%?#"
 _VALID_ESCAPES = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
 class RuleError(ValueError):
     """A rule that cannot be compiled; the message says why."""
-
-
-@dataclass(frozen=True, slots=True)
-class SegmentPattern:
-    """A path segment with placeholders (``news-<int:id>.html``), or the ``<path:>`` tail."""
-
-    regex: re.Pattern[str]
-    names: tuple[str, ...]
-    head: str  # folded literal text before the first placeholder: the index key
-    is_tail: bool  # a <path:> element: matches the rest of the path, slashes included
-    # The literal text around the placeholders (one more than names) and each converter,
-    # for matching segments with two or more placeholders without backtracking.
-    literals: tuple[str, ...] = ()
-    converters: tuple[str | None, ...] = ()
-
-    def match(self, text: str) -> tuple[str, ...] | None:
-        """Return the captures when the text matches (as the regex would), else None."""
-        if len(self.names) < 2 or len(self.literals) != len(self.names) + 1:
-            found = self.regex.match(text)
-            return found.groups() if found else None
-        return _match_without_backtracking(self, text)
-
-
-Step = str | SegmentPattern  # a literal segment (folded) or a pattern
-
-_CONVERTER_RUNS: dict[str | None, re.Pattern[str]] = {
-    None: re.compile(r"[^/]+"),
-    "int": re.compile(r"[0-9]+"),
-    "path": re.compile(r".+", re.S),
-}
-
-
-def _match_without_backtracking(step: SegmentPattern, text: str) -> tuple[str, ...] | None:
-    """Match a segment with several placeholders in O(n log n), with the regex's captures.
-
-    The regex ``(a)-(b)-(c)\\.html`` backtracks in O(n^k) on a segment that almost
-    matches: 8 KiB of dashes held a worker for minutes. The regex's greedy choice is
-    "each capture as long as the rest can still match", so compute, from the right,
-    where each literal can stand with the rest matching (``ends``), then take the
-    longest capture that reaches one of those places.
-    """
-    flags = re.S | (step.regex.flags & re.I)
-    n = len(text)
-    k = len(step.names)
-    # starts[j]: sorted positions where literal j can start with everything after it matching.
-    starts: list[list[int]] = [[] for _ in range(k + 1)]
-    ends: list[dict[int, int]] = [{} for _ in range(k + 1)]  # start -> end of literal j there
-    reach: list[list[int]] = [[] for _ in range(k + 1)]  # run end of converter j from p
-
-    def run_ends(converter: str | None) -> list[int]:
-        """Return, for each position, where the converter's run of characters from it ends."""
-        out = list(range(n + 1))
-        for run in _CONVERTER_RUNS[converter].finditer(text):
-            start, end = run.span()
-            out[start:end] = [end] * (end - start)
-        return out
-
-    def capture_end(j: int, p: int) -> int | None:
-        """Return the end of the longest capture j from p after which literal j can stand."""
-        limit = reach[j][p]
-        i = bisect.bisect_right(starts[j], limit) - 1
-        if i < 0 or starts[j][i] <= p:
-            return None
-        return starts[j][i]
-
-    first = re.compile(re.escape(step.literals[0]), flags).match(text)
-    if first is None:
-        return None
-    for j in range(k, 0, -1):
-        literal = re.compile(f"(?=({re.escape(step.literals[j])}))", flags)
-        for found in literal.finditer(text):
-            q, e = found.start(), found.end(1)
-            if (e == n) if j == k else capture_end(j + 1, e) is not None:
-                starts[j].append(q)
-                ends[j][q] = e
-        reach[j] = run_ends(step.converters[j - 1])
-    captures: list[str] = []
-    p = first.end()
-    for j in range(1, k + 1):
-        stop = capture_end(j, p)
-        if stop is None:
-            return None
-        captures.append(text[p:stop])
-        p = ends[j][stop]
-    return tuple(captures)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +45,13 @@ class Condition:
         if self.literal is not None:
             return (self.key, "=", self.literal)
         return (self.key, "<>", self.converter or "")
+
+    @staticmethod
+    def of_literal(name: str, value: str, case_sensitive: bool) -> Condition:
+        """Return the condition NAME=VALUE on decoded text, folded under the map's case rule."""
+        # Interned: 50,000 rules on detail.php?ID=N share one "ID" and one "id".
+        name = sys.intern(name)
+        return Condition(sys.intern(name.lower()), name, fold(value, case_sensitive), None, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,10 +107,36 @@ class Rule:
 
     @property
     def kind(self) -> str:
-        """Name the rule's kind for reports: exact, query, pattern or gone."""
+        """Name what the rule matches: exact, query or pattern (a 410 rule too)."""
         if self.steps is not None:
             return "pattern"
         return "query" if self.conditions else "exact"
+
+    @property
+    def report_kind(self) -> str:
+        """Name the rule's kind for reports and counts: exact, query, pattern, or gone (410)."""
+        return "gone" if self.status == 410 else self.kind
+
+    @property
+    def identity(self) -> tuple[object, ...]:
+        """Return what the rule matches: rules with equal identities answer the same URLs."""
+        path: object = self.path
+        if self.steps is not None:
+            path = tuple(s if isinstance(s, str) else s.identity for s in self.steps)
+        signatures = (
+            frozenset(c.signature() for c in self.conditions) if self.conditions else _NO_SIGNATURES
+        )
+        return self.host, path, signatures
+
+    @property
+    def file(self) -> str:
+        """Return the file the rule was written in (``source`` without its line)."""
+        return self.source.rpartition(":")[0]
+
+    @property
+    def line(self) -> int:
+        """Return the line the rule starts on in its file."""
+        return int(self.source.rpartition(":")[2])
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,16 +201,17 @@ def _compile_segment(
                 raise RuleError(f"malformed placeholder in {segment!r}")
             regex.append(re.escape(piece))
         elif kind == 1:
-            if piece not in _CONVERTERS:
+            converter = CONVERTERS.get(piece)
+            if converter is None:
                 raise RuleError(
                     f"unknown converter {piece!r}: use <name>, <int:name> or <path:name>"
                 )
-            if piece == "path":
+            if converter.spans_segments:
                 # The last placeholder of the last segment, with nothing after it.
                 if not is_last or i + 1 != len(pieces) - 2 or pieces[-1]:
                     raise RuleError("<path:...> may only be the last element of the path")
                 is_tail = True
-            regex.append(f"({_CONVERTERS[piece]})")
+            regex.append(f"({converter.pattern})")
         else:
             if piece in captures:
                 raise RuleError(f"capture <{piece}> is used twice")
@@ -294,10 +244,10 @@ def parse_from(
         if host is None:
             raise RuleError(f"host {host_text!r} in 'from' is not declared under 'hosts:'")
     captures: dict[str, str | None] = {}
-    literal_path = _literal_path(raw_path, case_sensitive)
-    if literal_path is not None:
+    exact_path = literal_path(raw_path, case_sensitive)
+    if exact_path is not None:
         conditions = _parse_conditions(raw_query, case_sensitive, is_ignored, captures)
-        return FromParts(host, literal_path, None, conditions, captures or _NO_CAPTURES)
+        return FromParts(host, exact_path, None, conditions, captures or NO_CAPTURES)
     segments = resolve_segments(_decode_rule_text(raw_path, "path"))
     steps = tuple(
         _compile_segment(s, case_sensitive, captures, i == len(segments) - 1)
@@ -314,7 +264,7 @@ def parse_from(
 
 
 @functools.lru_cache(maxsize=4096)
-def _literal_path(raw_path: str, case_sensitive: bool) -> str | None:
+def literal_path(raw_path: str, case_sensitive: bool) -> str | None:
     """Return the canonical path of a ``from`` path with no placeholder, else None."""
     # Cached: half the rules of a Bitrix map share a few paths (detail.php?ID=N).
     decoded = _decode_rule_text(raw_path, "path")
@@ -343,7 +293,6 @@ def _parse_conditions(
         raw_name, _, raw_value = pair.partition("=")
         if "<" in raw_name or ">" in raw_name:
             raise RuleError(f"a placeholder cannot stand in a query name ({raw_name!r})")
-        # Interned: 50,000 rules on detail.php?ID=N share one "ID" and one "id".
         name = sys.intern(_decode_rule_text(raw_name.replace("+", " "), "query name"))
         if not name:
             raise RuleError(f"query condition {pair!r} has an empty name")
@@ -355,7 +304,8 @@ def _parse_conditions(
         placeholder = PLACEHOLDER.fullmatch(raw_value)
         if placeholder:
             converter, capture = placeholder.groups()
-            if converter not in (None, "int"):
+            known = CONVERTERS.get(converter)
+            if known is None or not known.in_query:
                 raise RuleError(f"<{converter}:...> is not allowed in a query value")
             if capture in captures:
                 raise RuleError(f"capture <{capture}> is used twice")
@@ -365,9 +315,7 @@ def _parse_conditions(
             raise RuleError(f"a query placeholder must be the whole value, not {raw_value!r}")
         else:
             value = _decode_rule_text(raw_value.replace("+", " "), "query value")
-            conditions.append(
-                Condition(sys.intern(name.lower()), name, fold(value, case_sensitive), None, None)
-            )
+            conditions.append(Condition.of_literal(name, value, case_sensitive))
     return tuple(conditions)
 
 
@@ -387,18 +335,26 @@ def parse_target(
     what: str = "to",
 ) -> Target:
     """Compile a ``to``/``see`` into a template whose every URL is https on an allowed host."""
-    if isinstance(text, str):
-        path = text.strip()
-        if (
-            _PLAIN_PATH.match(path)
-            and not path.startswith("//")
-            and _plain_origin(new_site, host_allowed)
-        ):
-            url = new_site + path
-            return Target(parts=(url,), query_keys=_NO_KEYS, has_query=False, constant=url)
+    if isinstance(text, str):  # anything else gets the general path's error
+        plain = plain_target(text, new_site=new_site, host_allowed=host_allowed)
+        if plain is not None:
+            return plain
     return _parse_target(
         text, new_site=new_site, host_allowed=host_allowed, captures=captures, what=what
     )
+
+
+def plain_target(text: str, *, new_site: str, host_allowed: Callable[[str], bool]) -> Target | None:
+    """Return the target of a plain constant path, or None when it needs parse_target's checks."""
+    path = text.strip()
+    if (
+        _PLAIN_PATH.match(path)
+        and not path.startswith("//")
+        and _plain_origin(new_site, host_allowed)
+    ):
+        url = new_site + path
+        return Target(parts=(url,), query_keys=_NO_KEYS, has_query=False, constant=url)
+    return None
 
 
 @functools.lru_cache(maxsize=64)
@@ -469,7 +425,8 @@ def _parse_target(
         if 0 <= fragment_at < match.start():
             raise RuleError(f"'{what}' may not insert a capture into the fragment")
         in_query = 0 <= query_at < match.start()
-        safe = "/" if captures[name] == "path" and not in_query else ""
+        spans_segments = CONVERTERS[captures[name]].spans_segments
+        safe = "/" if spans_segments and not in_query else ""
         parts.append(quote(url[position : match.start()], safe=_TARGET_SAFE))
         parts.append((name, safe))
         position = match.end()
@@ -501,4 +458,5 @@ _CONTROL_CHAR = re.compile("[\x00-\x1f\x7f]")
 # Shared by every rule that has none (never mutated): an empty frozenset costs 216 bytes
 # and an empty dict 64, each, for each of 100,000 rules.
 _NO_KEYS: frozenset[str] = frozenset()
-_NO_CAPTURES: dict[str, str | None] = {}
+NO_CAPTURES: dict[str, str | None] = {}
+_NO_SIGNATURES: frozenset[tuple[str, str, str]] = frozenset()

@@ -182,7 +182,7 @@ def test_literal_index_answers_like_a_scan(
     # Same scope, path and conditions would be a load-time duplicate: keep the first only.
     seen, unique = set(), []
     for r in rules:
-        key = (r.host, r.path, frozenset(c.signature() for c in r.conditions))
+        key = r.identity
         if key not in seen:
             seen.add(key)
             unique.append(r)

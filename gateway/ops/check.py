@@ -13,7 +13,6 @@ conservative: a warning is only given when it is certain.
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
@@ -27,8 +26,6 @@ from gateway.matcher import Matcher
 from gateway.ops.urls import request_of, to_wire
 from gateway.outcomes import BadRequest, Gone, NotFound, Redirect, UnknownHost
 from gateway.rules import PLACEHOLDER, Rule, SegmentPattern, Step
-
-_FLAGS = re.compile(r"\A\(\?s?i?\)")
 
 
 @dataclass(frozen=True)
@@ -84,7 +81,7 @@ def _rule_order(redirect_map: RedirectMap, problem: Problem) -> tuple[int, int]:
 
 def summarize(redirect_map: RedirectMap) -> Summary:
     """Count a map's rules by kind (a 410 rule counts as gone), its hosts and aliases."""
-    kinds = Counter("gone" if r.status == 410 else r.kind for r in redirect_map.rules)
+    kinds = Counter(r.report_kind for r in redirect_map.rules)
     order = ("exact", "query", "pattern", "gone")
     hosts = tuple(dict.fromkeys(redirect_map.hosts.values()))
     return Summary(
@@ -97,8 +94,7 @@ def summarize(redirect_map: RedirectMap) -> Summary:
 
 
 def _problem(rule: Rule, message: str, severity: str = "warning") -> Problem:
-    file, _, line = rule.source.rpartition(":")
-    return Problem(file, int(line), message, severity)
+    return Problem(rule.file, rule.line, message, severity)
 
 
 # --- examples --------------------------------------------------------------------------------
@@ -170,34 +166,20 @@ def legacy_targets(redirect_map: RedirectMap) -> Iterator[Problem]:
                 )
 
 
-def _strip_flags(step: SegmentPattern) -> str:
-    return _FLAGS.sub("", step.regex.pattern)
-
-
 def _is_any_segment(step: Step) -> bool:
     """Say whether a step is a whole-segment ``<name>``: it matches every non-empty segment."""
-    return (
-        isinstance(step, SegmentPattern)
-        and not step.is_tail
-        and step.head == ""
-        and _strip_flags(step) == r"([^/]+)\Z"
-    )
+    return isinstance(step, SegmentPattern) and step.is_whole_segment
 
 
 def _is_any_tail(step: Step) -> bool:
     """Say whether a step is a whole ``<path:name>``: it matches any non-empty rest of the path."""
-    return (
-        isinstance(step, SegmentPattern)
-        and step.is_tail
-        and step.head == ""
-        and _strip_flags(step) == r"(.+)\Z"
-    )
+    return isinstance(step, SegmentPattern) and step.is_whole_tail
 
 
 def _same_step(a: Step, b: Step) -> bool:
     if isinstance(a, str) or isinstance(b, str):
         return a == b
-    return a.is_tail == b.is_tail and a.regex.pattern == b.regex.pattern
+    return a.identity == b.identity
 
 
 def covers(earlier: tuple[Step, ...], later: tuple[Step, ...]) -> bool:
@@ -258,7 +240,9 @@ def _spelling_key(rule: Rule) -> tuple[object, ...]:
         path: object = rule.path.lower()
     else:
         path = tuple(
-            s.lower() if isinstance(s, str) else (s.is_tail, _strip_flags(s).lower())
+            s.lower()
+            if isinstance(s, str)
+            else (tuple(lit.lower() for lit in s.literals), s.converters)
             for s in rule.steps
         )
     conditions = frozenset(
@@ -271,14 +255,6 @@ def _spelling_key(rule: Rule) -> tuple[object, ...]:
 def _unnamed(text: str) -> str:
     """Return ``from`` text with capture names dropped: ``<int:id>`` and ``<int:n>`` alike."""
     return PLACEHOLDER.sub(lambda m: f"<{m[1] or ''}>", text)
-
-
-def _exact_key(rule: Rule) -> tuple[object, ...]:
-    if rule.steps is None:
-        path: object = rule.path
-    else:
-        path = tuple(s if isinstance(s, str) else (s.is_tail, _strip_flags(s)) for s in rule.steps)
-    return rule.host, path, frozenset(c.signature() for c in rule.conditions)
 
 
 def same_but_spelling(
@@ -296,7 +272,7 @@ def same_but_spelling(
         earlier = first.setdefault(key, rule)
         if earlier is rule or earlier.from_text == rule.from_text:
             continue
-        if _exact_key(earlier) == _exact_key(rule):
+        if earlier.identity == rule.identity:
             if rule.steps is None:
                 continue  # the loader's duplicate error already names it
             same_letters = _unnamed(earlier.from_text).lower() == _unnamed(rule.from_text).lower()
