@@ -14,8 +14,9 @@ import pytest
 
 from gateway.mapfile import RedirectMap, load_map
 from gateway.ops import coverage as cov
-from gateway.ops.coverage import Replay, coverage, decide_keys, render, skip_reason, to_json
+from gateway.ops.coverage import Replay, coverage, decide_keys, render, to_json
 from gateway.ops.coverage_html import render_html
+from gateway.ops.noise import skip_reason
 from tests.support import BUNDLED_MAP, WriteMap
 
 W = '1.2.3.4 - - [10/Oct/2023:13:55:36 +0300] "{} HTTP/1.1" 200 512 "-" "Mozilla/5.0"'

@@ -1,10 +1,14 @@
 """``gateway coverage``: replay real traffic through the map and say what it misses.
 
-Reads access logs (combined or common log format, with or without a leading
-virtual host; the gateway's own JSON access-log lines; plain lists of URLs; ``.gz``
-too) and answers each request with ``gateway.decide.decide`` — the server's own
-function — without HTTP. Decisions are cached per distinct (host, raw target), so
-a million log lines cost one regular-expression match and one dict lookup each.
+Counts each distinct (host, raw target) in the logs (read by ``gateway.ops.logs``)
+and answers it once with ``gateway.decide.decide`` — the server's own function —
+without HTTP, so a million log lines cost one regular-expression match and one dict
+lookup each.
+
+Owns the replay (count, then decide once per key, in forked workers when there are
+many), the naming of each decision (``decide_one``), and the report as text and
+JSON. The noise lists are ``gateway.ops.noise``, draft rules ``gateway.ops.drafts``,
+the HTML page ``gateway.ops.coverage_html``.
 
 Counts are named ``redirect``, ``gone``, ``unmapped`` and ``skipped``. Page
 furniture (css, js, images, fonts, favicon) and scanner noise (``wp-admin``,
@@ -19,102 +23,23 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import gzip
-import json
 import multiprocessing as mp
-import re
-import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import IO, Any, NamedTuple
+from typing import Any, NamedTuple
 
 from gateway.canonical import LegacyURL, fold
 from gateway.decide import decide
 from gateway.mapfile import RedirectMap
-from gateway.ops.urls import from_text, shown
+from gateway.ops.drafts import Draft, drafts, query_names, shape_of
+from gateway.ops.logs import Key, count_requests, open_log, read_with_progress
+from gateway.ops.noise import skip_reason
+from gateway.ops.urls import shown
 from gateway.outcomes import BadRequest, Gone, NotFound, Redirect, UnknownHost
 from gateway.rules import Rule
 
 OUTCOMES = ("redirect", "gone", "unmapped")
-# One compiled expression for combined and common log format, optionally after a virtual
-# host (Apache's vhost_combined "%v:%p"). Bytes: logs carry whatever the client sent.
-# The fields before the [date] (host ident user, or vhost host ident user) are taken
-# whole and split only when there are four: half the cost of matching each one.
-LOG_LINE = re.compile(rb'([^"\[]*)\[[^\]]*\] "([A-Za-z]+) ([^\s"]+)')
-_ESCAPE = re.compile(rb"\\x([0-9A-Fa-f]{2})|\\(.)")
-_URL_LINE = re.compile(rb"(?i)(?:https?://|/)\S*")
-_HOST_LINE = re.compile(rb"[A-Za-z0-9.-]+\.[A-Za-z]{2,}\.?(?::[0-9]+)?/\S*")
-
-FURNITURE_EXTENSIONS = frozenset(
-    [
-        "css",
-        "js",
-        "mjs",
-        "map",
-        "png",
-        "jpg",
-        "jpeg",
-        "gif",
-        "bmp",
-        "ico",
-        "svg",
-        "webp",
-        "avif",
-        "tif",
-        "tiff",
-        "woff",
-        "woff2",
-        "ttf",
-        "otf",
-        "eot",
-    ]
-)
-FURNITURE_NAMES = frozenset(
-    {"favicon.ico", "robots.txt", "sitemap.xml", "browserconfig.xml", "manifest.json"}
-)
-NOISE_SEGMENTS = frozenset(
-    {
-        "wp-admin",
-        "wp-login.php",
-        "wp-content",
-        "wp-includes",
-        "wp-json",
-        "wp-config.php",
-        "wlwmanifest.xml",
-        "xmlrpc.php",
-        "phpmyadmin",
-        "pma",
-        "myadmin",
-        "mysqladmin",
-        "phpinfo.php",
-        ".env",
-        ".git",
-        ".svn",
-        ".hg",
-        ".aws",
-        ".ds_store",
-        ".vscode",
-        ".idea",
-        "cgi-bin",
-        "boaform",
-        "hnap1",
-        "actuator",
-        "server-status",
-        "autodiscover",
-        "owa",
-        "vendor",
-        "_ignition",
-        "telescope",
-        "eval-stdin.php",
-        "shell.php",
-        ".well-known",
-    }
-)
-NOISE_EXTENSIONS = frozenset({"sql", "bak", "old", "swp", "asp", "aspx", "jsp", "cgi", "env"})
-
-
-Key = tuple[str | None, str]  # (virtual host or None, raw target in wire form)
 
 
 class Decision(NamedTuple):
@@ -127,32 +52,6 @@ class Decision(NamedTuple):
     shape: tuple[object, ...] | None = None  # unmapped: the draft it belongs to
     names: tuple[str, ...] = ()  # unmapped: the shape's query names as sent (ID, not id)
     shown: str | None = None  # unmapped: the URL as a report shows it
-
-
-@dataclass(frozen=True)
-class Draft:
-    """A draft rule for unmapped URLs that share a shape (numbers collapsed into ``<int:id>``)."""
-
-    host: str
-    from_text: str
-    hits: int
-    urls: int
-    examples: tuple[tuple[str, int], ...]  # (URL as shown, hits), most hit first
-
-    def yaml(self, comment: bool = True) -> str:
-        """Return the draft as a YAML rule to paste under ``rules:`` (a 410 until edited)."""
-        shown = ", ".join(url for url, _ in self.examples)
-        head = f"  # {_plural(self.hits, 'hit')}, {_plural(self.urls, 'URL')}; e.g. {shown}\n"
-        return (
-            (head if comment else "")
-            + f"  - from: {json.dumps(self.from_text, ensure_ascii=False)}\n"
-            f"    status: 410  # or, once the new page is known: to: /...\n"
-            f"    note: draft from gateway coverage"
-        )
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'s' * (n != 1)}"
 
 
 @dataclass(frozen=True)
@@ -195,68 +94,9 @@ class Replay:
     def feed(self, stream: Iterable[bytes]) -> None:
         """Count every request in a byte stream (a log file, a URL list) by (host, target)."""
         with _no_gc():
-            self._feed(stream)
-
-    def _feed(self, stream: Iterable[bytes]) -> None:
-        hits = self.hits
-        get = hits.get
-        match = LOG_LINE.match
-        lines = 0
-        for line in stream:
-            lines += 1
-            found = match(line)
-            if found is not None:
-                head, method, target = found.groups()
-                if method != b"GET" and method != b"HEAD":
-                    self.other["method other than GET or HEAD"] += 1
-                    continue
-                if b"\\" in target:
-                    target = _unescape(target)
-                vhost = head.split(None, 1)[0].decode("latin-1") if head.count(b" ") > 3 else None
-                key: Key = (vhost, target.decode("latin-1"))
-            else:
-                parsed = self._other_line(line)
-                if parsed is None:
-                    if line.strip():
-                        self.unreadable += 1
-                    continue
-                if isinstance(parsed, str):
-                    self.other[parsed] += 1
-                    continue
-                key = parsed
-            hits[key] = get(key, 0) + 1
+            lines, unreadable = count_requests(stream, self.hits, self.other)
         self.lines += lines
-
-    def _other_line(self, line: bytes) -> Key | str | None:
-        """Read a JSON access-log line or a plain URL; a str is a reason to skip it."""
-        text = line.strip()
-        if text.startswith(b"{"):
-            try:
-                record = json.loads(text)
-            except ValueError:
-                return None
-            if not isinstance(record, dict):
-                return None
-            method = str(record.get("method") or "GET").upper()
-            if method not in ("GET", "HEAD"):
-                return "method other than GET or HEAD"
-            # The gateway's own lines (gateway.accesslog) carry raw_target; its "path" is the
-            # canonical path, used only by logs that have nothing better (then with "query").
-            target = record.get("raw_target") or record.get("target")
-            if not isinstance(target, str):
-                target = record.get("raw_path") or record.get("path")
-                if not isinstance(target, str):
-                    return None
-                query = record.get("query")
-                if isinstance(query, str) and query:
-                    target = f"{target}?{query}"
-            host = record.get("host")
-            return (host if isinstance(host, str) and host else None), _wire(target)
-        if _URL_LINE.fullmatch(text):
-            return None, text.decode("latin-1")
-        if _HOST_LINE.fullmatch(text):
-            return None, "http://" + text.decode("latin-1")
-        return None
+        self.unreadable += unreadable
 
     def decide(self, *, jobs: int = 1, progress: Callable[[int], None] | None = None) -> None:
         """Decide every key not decided yet, in ``jobs`` processes when there are many."""
@@ -334,8 +174,8 @@ def decide_one(redirect_map: RedirectMap, host: str, key: Key) -> Decision:
         return Decision(
             "unmapped",
             canonical=canonical_key(url, case_sensitive),
-            shape=_shape(url, case_sensitive),
-            names=_names(url),
+            shape=shape_of(url, case_sensitive),
+            names=query_names(url),
             shown=shown_url(url),
         )
     if isinstance(outcome, UnknownHost):
@@ -391,37 +231,6 @@ def decide_keys(
             progress(stop - start)
 
 
-def _unescape(target: bytes) -> bytes:
-    """Undo a log's escaping of the request line: \\xHH bytes, \\" and \\\\."""
-    return _ESCAPE.sub(lambda m: bytes([int(m[1], 16)]) if m[1] is not None else m[2], target)
-
-
-def _wire(text: str) -> str:
-    """Return a JSON log's target in wire form, as the server received it."""
-    try:
-        text.encode("latin-1")
-        return text
-    except UnicodeEncodeError:
-        return text.encode("utf-8").decode("latin-1")
-
-
-def skip_reason(path: str) -> str:
-    """Say why an unanswered canonical path is page furniture or scanner noise, or ''."""
-    segments = path.lower().split("/")
-    last = segments[-1]
-    extension = last.rpartition(".")[2] if "." in last else ""
-    if last in FURNITURE_NAMES or extension in FURNITURE_EXTENSIONS:
-        return "page furniture (css, js, images, fonts, favicon)"
-    if last.startswith("apple-touch-icon"):
-        return "page furniture (css, js, images, fonts, favicon)"
-    if (
-        any(s in NOISE_SEGMENTS or s.startswith("phpmyadmin") for s in segments)
-        or extension in NOISE_EXTENSIONS
-    ):
-        return "scanner noise (wp-admin, phpmyadmin, .env, ...)"
-    return ""
-
-
 def canonical_key(url: LegacyURL, case_sensitive: bool) -> tuple[object, ...]:
     """Return a URL's canonical identity: host, folded path, significant first values."""
     params = url.params
@@ -438,105 +247,9 @@ def canonical_key(url: LegacyURL, case_sensitive: bool) -> tuple[object, ...]:
     )
 
 
-def _shape(url: LegacyURL, case_sensitive: bool) -> tuple[object, ...]:
-    segments = url.path.split("/")[1:] if url.path != "/" else []
-    values = url.first_values() if url.params else {}
-    return (
-        url.host,
-        tuple(None if _numeric(s) else s for s in segments),
-        tuple(
-            (k, None if _numeric(v) else fold(v, case_sensitive)) for k, v in sorted(values.items())
-        ),
-    )
-
-
-def _names(url: LegacyURL) -> tuple[str, ...]:
-    """Return the first spelling of each significant query name, in the shape's (sorted) order."""
-    first: dict[str, str] = {}
-    for p in url.params:
-        first.setdefault(p.key, p.name)
-    return tuple(first[k] for k in sorted(first))
-
-
-def _numeric(text: str) -> bool:
-    return text.isascii() and text.isdigit()
-
-
-def drafts(groups: Iterable[list[tuple[Decision, int]]]) -> list[Draft]:
-    """Group unmapped URLs by shape (host, numbers collapsed) into drafts, most hits first.
-
-    Each group holds the raw forms of one canonical URL with their hits.
-    """
-    shapes: dict[tuple[object, ...], list[tuple[int, str]]] = {}
-    spelled: dict[tuple[object, ...], tuple[str, ...]] = {}
-    for group in groups:
-        hits = sum(h for _, h in group)
-        best = max(group, key=lambda pair: pair[1])[0]
-        assert best.shape is not None and best.shown is not None
-        shapes.setdefault(best.shape, []).append((hits, best.shown))
-        spelled.setdefault(best.shape, best.names)
-    out = []
-    for shape, urls in shapes.items():
-        host, segments, keyed = shape
-        assert isinstance(segments, tuple) and isinstance(keyed, tuple)
-        # Names are matched ignoring case: write them as the first URL spelled them.
-        params = tuple((n, v) for n, (_, v) in zip(spelled[shape], keyed, strict=True))
-        names = iter(("id", *(f"id{n}" for n in range(2, 1000))))
-        written_segments = [s if s is not None else f"<int:{next(names)}>" for s in segments]
-        written_params = [(k, v if v is not None else f"<int:{next(names)}>") for k, v in params]
-        text = from_text(
-            str(host),
-            written_segments,
-            written_params,
-            raw_segments=frozenset(i for i, s in enumerate(segments) if s is None),
-            raw_values=frozenset(i for i, (_, v) in enumerate(params) if v is None),
-        )
-        urls.sort(key=lambda pair: (-pair[0], pair[1]))
-        out.append(
-            Draft(
-                host=str(host),
-                from_text=text,
-                hits=sum(h for h, _ in urls),
-                urls=len(urls),
-                examples=tuple((u, h) for h, u in urls[:3]),
-            )
-        )
-    out.sort(key=lambda d: (-d.hits, d.from_text))
-    return out
-
-
 def shown_url(url: LegacyURL) -> str:
     """Return a URL for a report: host and the raw target, with bytes beyond ASCII escaped."""
     return f"{url.host}{shown(url.raw_target)}"
-
-
-# --- reading logs ------------------------------------------------------------------------------
-
-
-def open_log(name: str) -> IO[bytes] | gzip.GzipFile:
-    """Open a log for reading bytes: ``-`` is stdin, ``.gz`` is decompressed."""
-    if name == "-":
-        return sys.stdin.buffer
-    if name.endswith(".gz"):
-        return gzip.GzipFile(name, "rb")  # a BufferedIOBase, read line by line
-    return open(name, "rb")
-
-
-def read_with_progress(
-    stream: IO[bytes] | gzip.GzipFile, progress: Callable[[int], None] | None, every: int = 1 << 16
-) -> Iterator[bytes]:
-    """Yield a stream's lines, telling ``progress`` how many bytes were read every so often."""
-    if progress is None:
-        yield from stream
-        return
-    raw: Any = getattr(stream, "fileobj", None) or stream  # gzip: compressed position
-    last = 0
-    for n, line in enumerate(stream, 1):
-        yield line
-        if n % every == 0:
-            position = raw.tell()
-            progress(position - last)
-            last = position
 
 
 def coverage(
