@@ -95,8 +95,21 @@ class Response:
         return self.body.decode("utf-8")
 
 
-def parse_response(data: bytes) -> Response:
-    """Parse a complete HTTP/1.x response (the connection was closed after it)."""
+class IncompleteResponse(ValueError):
+    """The connection ended before the response did: its body is shorter than Content-Length.
+
+    A ValueError, like every other unreadable response, so that request loops which count
+    `(OSError, ValueError)` as "no answer" count a cut-off response as no answer too.
+    """
+
+
+# Responses that never have a body, whatever their Content-Length says (RFC 9110 §6.4.1).
+def _has_no_body(status: int, head: bool) -> bool:
+    return head or 100 <= status < 200 or status in (204, 304)
+
+
+def _split_head(data: bytes) -> tuple[str, int, str, Headers, bytes]:
+    """Return (status line, status, reason, headers, bytes after the headers)."""
     head, sep, rest = data.partition(b"\r\n\r\n")
     if not sep:
         raise ValueError(f"no end of headers in response: {data[:200]!r}")
@@ -111,10 +124,48 @@ def parse_response(data: bytes) -> Response:
         if not colon or not name or name != name.strip():
             raise ValueError(f"bad header line: {line!r}")
         pairs.append((name, value.strip(" \t")))
-    headers = Headers(pairs)
-    chunked = "chunked" in headers.get("transfer-encoding", "").lower()
-    body = _dechunk(rest) if chunked and rest else rest
-    return Response(int(status), headers, body, reason, data)
+    return status_line, int(status), reason, Headers(pairs), rest
+
+
+def _content_length(headers: Headers) -> int | None:
+    """Return the Content-Length (None if absent); refuse a malformed or contradictory one."""
+    values = {v.strip() for value in headers.getlist("Content-Length") for v in value.split(",")}
+    if not values:
+        return None
+    if len(values) != 1 or not next(iter(values)).isdigit():
+        raise ValueError(f"bad Content-Length: {headers.getlist('Content-Length')!r}")
+    return int(values.pop())
+
+
+def _is_chunked(headers: Headers) -> bool:
+    return "chunked" in headers.get("transfer-encoding", "").lower()
+
+
+def parse_response(data: bytes, *, head: bool = False) -> Response:
+    """Parse a complete HTTP/1.x response; `head`: it answers a HEAD request.
+
+    Raises IncompleteResponse when the body is shorter than its Content-Length (a
+    connection cut mid-response), ValueError for any other framing that does not add up.
+    HEAD responses and 1xx, 204 and 304 have no body: their Content-Length is not a promise.
+    """
+    _, status, reason, headers, rest = _split_head(data)
+    if _is_chunked(headers):
+        body = _dechunk(rest) if rest else rest
+    else:
+        body = rest
+        length = _content_length(headers)
+        if length is not None and not _has_no_body(status, head):
+            if len(rest) < length:
+                raise IncompleteResponse(
+                    f"{status} response cut short: Content-Length {length}, "
+                    f"expected {length} body bytes, got {len(rest)}"
+                )
+            if len(rest) > length:
+                raise ValueError(
+                    f"{status} response has more than its Content-Length: "
+                    f"expected {length} body bytes, got {len(rest)}"
+                )
+    return Response(status, headers, body, reason, data)
 
 
 def _dechunk(data: bytes) -> bytes:
@@ -122,38 +173,75 @@ def _dechunk(data: bytes) -> bytes:
     while True:
         size_line, sep, data = data.partition(b"\r\n")
         if not sep:
-            raise ValueError("truncated chunked body")
+            raise IncompleteResponse("truncated chunked body")
         size = int(size_line.split(b";")[0], 16)
         if size == 0:
             return bytes(body)  # trailers, if any, are not needed by any test
+        if len(data) < size + 2:
+            raise IncompleteResponse(
+                f"truncated chunked body: chunk of {size} bytes, got {min(len(data), size)}"
+            )
         if data[size : size + 2] != b"\r\n":
             raise ValueError("bad chunk framing")
         body += data[:size]
         data = data[size + 2 :]
 
 
+def _complete(data: bytes, head: bool) -> bool:
+    """True once `data` holds the headers and the whole body their Content-Length promises.
+
+    Only then may the reader stop before the server closes. Responses without a body
+    (HEAD, 1xx, 204, 304), chunked ones and ones without Content-Length are read to the
+    close, so that any stray bytes after them are seen too.
+    """
+    try:
+        _, status, _, headers, rest = _split_head(data)
+        length = _content_length(headers)
+    except ValueError:
+        return False  # headers not all here yet, or unreadable: parse_response says which
+    if length is None or _is_chunked(headers) or _has_no_body(status, head):
+        return False
+    return len(rest) >= length
+
+
 def send_raw(port: int, data: bytes, *, timeout: float = 5.0) -> Response:
-    """Send `data` to 127.0.0.1:`port` as is and read the response until the server closes."""
+    """Send `data` to 127.0.0.1:`port` as is and read one response.
+
+    Reading stops when the server closes, or as soon as the headers and the whole body
+    their Content-Length promises have arrived, however many TCP segments they came in.
+    A response cut short (the server closed or reset the connection mid-body) raises
+    IncompleteResponse. A request starting with "HEAD " is answered without a body.
+    """
+    head = data.startswith(b"HEAD ")
     deadline = time.monotonic() + timeout
-    chunks: list[bytes] = []
+    received = bytearray()
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         sock.sendall(data)
-        while True:
+        while not _complete(received, head):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise TimeoutError(f"no complete response from port {port} within {timeout} s")
+                raise TimeoutError(
+                    f"no complete response from port {port} within {timeout} s "
+                    f"({len(received)} bytes so far)"
+                )
             sock.settimeout(remaining)
             try:
                 chunk = sock.recv(65536)
             except ConnectionResetError:
-                # A server may reset after writing its answer (e.g. with request data unread).
-                if chunks:
+                # A server may reset after writing its answer (e.g. with request data unread);
+                # parse_response tells a whole answer from a cut one.
+                if received:
                     break
                 raise
+            except TimeoutError:
+                raise TimeoutError(
+                    f"no complete response from port {port} within {timeout} s "
+                    f"({len(received)} bytes so far)"
+                ) from None
             if not chunk:
                 break
-            chunks.append(chunk)
-    return parse_response(b"".join(chunks))
+            received += chunk
+    return parse_response(bytes(received), head=head)
 
 
 def raw_request(

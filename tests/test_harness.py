@@ -9,7 +9,10 @@ from __future__ import annotations
 import json
 import os
 import socket
-from collections.abc import Iterator
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -18,11 +21,13 @@ from tests import support
 from tests.support import (
     BUNDLED_MAP,
     GunicornServer,
+    IncompleteResponse,
     ServerStartError,
     StartServer,
     WriteMap,
     parse_response,
     raw_request,
+    send_raw,
 )
 
 HARNESS_CONF = Path(__file__).with_name("harness_gunicorn_conf.py")
@@ -176,3 +181,176 @@ def test_parse_response_rejects_garbage() -> None:
         parse_response(b"SSH-2.0-OpenSSH\r\n\r\n")
     with pytest.raises(ValueError, match="end of headers"):
         parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n")
+
+
+# --- framing: a response is read whole or refused -----------------------------------------
+
+HEAD_200 = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 10\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    ("data", "head", "expected", "got"),
+    [
+        pytest.param(HEAD_200 + b"0123", False, 10, 4, id="body-cut-mid-way"),
+        pytest.param(HEAD_200, False, 10, 0, id="headers-only"),
+        pytest.param(
+            b"HTTP/1.1 301 Moved Permanently\r\nLocation: /x\r\nContent-Length: 5\r\n\r\nab",
+            False,
+            5,
+            2,
+            id="redirect-body-cut",
+        ),
+    ],
+)
+def test_parse_response_refuses_a_body_shorter_than_content_length(
+    data: bytes, head: bool, expected: int, got: int
+) -> None:
+    with pytest.raises(IncompleteResponse, match=f"expected {expected} body bytes, got {got}"):
+        parse_response(data, head=head)
+
+
+def test_a_short_body_is_a_value_error_for_loops_that_count_those() -> None:
+    # Request loops (tests/http/test_faults.py) count (OSError, ValueError) as no answer.
+    with pytest.raises(ValueError, match="cut short"):
+        parse_response(HEAD_200 + b"x")
+
+
+@pytest.mark.parametrize(
+    ("data", "head"),
+    [
+        pytest.param(HEAD_200, True, id="head-has-no-body"),
+        pytest.param(b"HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n", False, id="304"),
+        pytest.param(b"HTTP/1.1 204 No Content\r\nContent-Length: 3\r\n\r\n", False, id="204"),
+        pytest.param(
+            b"HTTP/1.1 101 Switching Protocols\r\nContent-Length: 3\r\n\r\n", False, id="1xx"
+        ),
+    ],
+)
+def test_responses_without_a_body_are_not_held_to_content_length(data: bytes, head: bool) -> None:
+    assert parse_response(data, head=head).body == b""
+
+
+def test_a_whole_body_is_taken_and_a_longer_one_refused() -> None:
+    assert parse_response(HEAD_200 + b"0123456789").body == b"0123456789"
+    with pytest.raises(ValueError, match="expected 10 body bytes, got 11"):
+        parse_response(HEAD_200 + b"0123456789!")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(b"HTTP/1.1 200 OK\r\nContent-Length: ten\r\n\r\n", id="not-a-number"),
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+            id="two-different-lengths",
+        ),
+    ],
+)
+def test_a_bad_content_length_is_refused(data: bytes) -> None:
+    with pytest.raises(ValueError, match="bad Content-Length"):
+        parse_response(data)
+
+
+def test_a_cut_chunked_body_is_refused() -> None:
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    assert parse_response(head + b"3\r\none\r\n0\r\n\r\n").body == b"one"
+    with pytest.raises(IncompleteResponse, match="chunk of 5 bytes, got 1"):
+        parse_response(head + b"5\r\nt")
+
+
+# A tiny loopback server: it reads the request, then sends each piece after its pause.
+Script = Sequence[tuple[float, bytes]]
+
+
+@pytest.fixture
+def loopback() -> Iterator[Callable[..., int]]:
+    """serve(script, *, end="close"|"reset"|"hold") -> port, for one connection.
+
+    "hold" keeps the connection open after the script for up to 3 s, so a reader that
+    waits for the close instead of Content-Length would take that long.
+    """
+    threads: list[threading.Thread] = []
+    listeners: list[socket.socket] = []
+    release = threading.Event()
+
+    def serve(script: Script, *, end: str = "close") -> int:
+        listener = socket.create_server(("127.0.0.1", 0))
+        listeners.append(listener)
+
+        def run() -> None:
+            conn, _ = listener.accept()
+            with conn:
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    request += conn.recv(4096)
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                for pause, piece in script:
+                    time.sleep(pause)
+                    conn.sendall(piece)
+                if end == "reset":  # SO_LINGER on, 0 s: close() sends RST, not FIN
+                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                elif end == "hold":
+                    release.wait(3.0)
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        threads.append(thread)
+        return int(listener.getsockname()[1])
+
+    yield serve
+    release.set()
+    for thread in threads:
+        thread.join(5)
+    for listener in listeners:
+        listener.close()
+
+
+REQUEST = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    ("script", "end"),
+    [
+        pytest.param([(0, HEAD_200), (0.05, b"0123456789")], "close", id="headers-then-body"),
+        pytest.param(
+            [(0, HEAD_200[:20]), (0.05, HEAD_200[20:] + b"012"), (0.05, b"3456"), (0.05, b"789")],
+            "close",
+            id="headers-and-body-in-four-segments",
+        ),
+        pytest.param(
+            [(0, HEAD_200 + b"01234"), (0.05, b"56789")], "hold", id="stops-at-content-length"
+        ),
+    ],
+)
+def test_a_body_split_across_segments_is_read_whole(
+    loopback: Callable[..., int], script: Script, end: str
+) -> None:
+    port = loopback(script, end=end)
+    started = time.monotonic()
+    response = send_raw(port, REQUEST, timeout=2.5)
+    assert (response.status, response.body) == (200, b"0123456789")
+    assert response.raw == HEAD_200 + b"0123456789"
+    assert time.monotonic() - started < 2.0  # not waiting for "hold" to end (or a timeout)
+
+
+@pytest.mark.parametrize(
+    ("end", "error"),
+    [
+        pytest.param("close", IncompleteResponse, id="closed-mid-body"),
+        pytest.param("reset", (IncompleteResponse, ConnectionResetError), id="reset-mid-body"),
+    ],
+)
+def test_a_connection_cut_mid_body_is_refused(
+    loopback: Callable[..., int], end: str, error: type[Exception] | tuple[type[Exception], ...]
+) -> None:
+    # What a SIGKILLed worker leaves: the headers and part of the body, then the end.
+    port = loopback([(0, HEAD_200), (0.05, b"0123")], end=end)
+    with pytest.raises(error):
+        send_raw(port, REQUEST, timeout=2.5)
+
+
+def test_a_head_answer_is_read_to_the_close(loopback: Callable[..., int]) -> None:
+    # HEAD: Content-Length is the GET body's; a stray body sent anyway is still seen.
+    port = loopback([(0, HEAD_200), (0.05, b"stray")])
+    response = send_raw(port, b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n", timeout=2.5)
+    assert (response.status, response.body) == (200, b"stray")
