@@ -12,14 +12,8 @@ import pytest
 
 from gateway.mapfile import load_map
 from gateway.ops.explain import explain
-from gateway.ops.importer import (
-    ImportFailed,
-    decode_table,
-    plan_import,
-    sniff_delimiter,
-    table_text,
-    write_table,
-)
+from gateway.ops.importer import ImportFailed, plan_import, table_text, write_table
+from gateway.ops.sheets import decode_table, sniff_delimiter
 from tests.support import WriteMap
 
 MAP = """\

@@ -1,7 +1,6 @@
 """``gateway import``: turn an ops spreadsheet of old and new URLs into a clean rule table.
 
-Reads the CSV people really have (``old_url,new_url[,status][,note]``, a header
-row or none, UTF-8 with or without BOM or windows-1251, comma or semicolon),
+Takes the rows of the CSV people really have (read by ``gateway.ops.sheets``),
 canonicalises each old URL, compiles each row with the loader's own rule compiler
 (``gateway.mapfile.compile_rule``: allowed targets, declared hosts), and checks
 the rows against each other and against the map: among rows for the same rule the
@@ -39,23 +38,15 @@ from gateway.mapfile import (
     read_yaml,
 )
 from gateway.matcher import Matcher
+
+# Re-exported: plan_import raises it too, and its callers catch it from here.
+from gateway.ops.sheets import ImportFailed as ImportFailed
+from gateway.ops.sheets import read_sheet
 from gateway.ops.urls import from_text, request_of
 from gateway.outcomes import Gone, Redirect
 from gateway.rules import Rule
 
 DEFAULT_INTO = "redirects.d/imported.csv"
-# Header names people use, by column: old, new, status, note.
-_COLUMNS = {
-    "old": ("old_url", "old url", "old", "from", "source", "source_url", "url", "legacy_url"),
-    "new": ("new_url", "new url", "new", "to", "target", "target_url", "destination"),
-    "status": ("status", "code", "status_code", "http_status"),
-    "note": ("note", "notes", "comment", "comments"),
-}
-_ORDER = ("old", "new", "status", "note")
-
-
-class ImportFailed(Exception):
-    """The input cannot be read at all (not a file, not text, no columns)."""
 
 
 @dataclass(frozen=True)
@@ -106,76 +97,6 @@ class WriteResult:
     problems: tuple[Problem, ...] = ()
 
 
-# --- reading the spreadsheet --------------------------------------------------------------
-
-
-def decode_table(data: bytes) -> tuple[str, str]:
-    """Return the text and its encoding: UTF-8 (a BOM allowed) first, else windows-1251."""
-    if data.startswith(b"\xef\xbb\xbf"):
-        return data[3:].decode("utf-8"), "utf-8 (BOM)"
-    try:
-        return data.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        pass
-    try:
-        return data.decode("cp1251"), "windows-1251"
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise ImportFailed(f"line {line}: neither UTF-8 nor windows-1251 text") from None
-
-
-def sniff_delimiter(text: str) -> str:
-    """Choose the separator that gives the most rows of 2 to 4 columns: ',', ';' or tab."""
-    sample = [line for line in text.splitlines()[:50] if line.strip()]
-    best, best_score = ",", (-1, -1)
-    for delimiter in (",", ";", "\t"):
-        widths = [len(row) for row in csv.reader(sample, delimiter=delimiter)]
-        good = sum(2 <= w <= 4 for w in widths)
-        consistent = max((widths.count(w) for w in set(widths)), default=0)
-        if (good, consistent) > best_score:
-            best, best_score = delimiter, (good, consistent)
-    return best
-
-
-def _header_columns(row: list[str]) -> dict[str, int] | None:
-    """Return the column of each field when the row is a header, or None for a data row."""
-    cells = [c.strip().lower().lstrip("\ufeff") for c in row]
-    if not cells or "/" in cells[0] or "." in cells[0]:
-        return None  # a URL or a path: data
-    columns: dict[str, int] = {}
-    for i, cell in enumerate(cells):
-        for field, names in _COLUMNS.items():
-            if cell in names and field not in columns:
-                columns[field] = i
-    if "old" in columns:
-        columns.setdefault("new", 1 if columns["old"] != 1 else 0)
-        return columns
-    # An unknown header: its columns are in the documented order.
-    return {field: i for i, field in enumerate(_ORDER) if i < len(cells)}
-
-
-def read_rows(text: str, delimiter: str) -> tuple[bool, list[tuple[int, dict[str, str], int]]]:
-    """Return (has header, [(line, cells by field, number of cells)]) for each non-blank row."""
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    rows: list[tuple[int, dict[str, str], int]] = []
-    columns: dict[str, int] | None = None
-    header = False
-    last_line = 0
-    for row in reader:
-        line, last_line = last_line + 1, reader.line_num
-        if not any(cell.strip() for cell in row):
-            continue
-        if columns is None:
-            found = _header_columns(row)
-            columns = found or {field: i for i, field in enumerate(_ORDER)}
-            if found is not None:
-                header = True
-                continue
-        cells = {f: row[i].strip() for f, i in columns.items() if i < len(row)}
-        rows.append((line, cells, len(row)))
-    return header, rows
-
-
 # --- planning ----------------------------------------------------------------------------------
 
 
@@ -221,13 +142,7 @@ def plan_import(
     ``host`` (a served host) is the host of rows whose old URL is a path; without it such
     rows apply to every host, as ``/path`` does in the map.
     """
-    try:
-        data = Path(csv_path).read_bytes() if csv_path != "-" else b""
-    except OSError as exc:
-        raise ImportFailed(f"cannot read {csv_path}: {exc.strerror or exc}") from None
-    text, encoding = decode_table(data)
-    delimiter = sniff_delimiter(text)
-    header, raw_rows = read_rows(text, delimiter)
+    sheet = read_sheet(csv_path)
     into_path, into_shown = resolve_into(redirect_map, into)
     if not into_shown.endswith(".csv"):
         raise ImportFailed(f"--into {into!r}: the table must be a .csv file")
@@ -240,7 +155,7 @@ def plan_import(
     def problem(line: int, message: str, severity: str = "error") -> None:
         problems.append(Problem(csv_path, line, message, severity))
 
-    for line, cells, width in raw_rows:
+    for line, cells, width in sheet.rows:
         if progress is not None:
             progress(1)
         if width > 4:
@@ -256,10 +171,10 @@ def plan_import(
     problems.sort(key=lambda p: (p.line, p.severity != "error"))
     return ImportPlan(
         source=csv_path,
-        encoding=encoding,
-        delimiter=delimiter,
-        header=header,
-        rows_read=len(raw_rows),
+        encoding=sheet.encoding,
+        delimiter=sheet.delimiter,
+        header=sheet.header,
+        rows_read=len(sheet.rows),
         rows=rows,
         problems=tuple(problems),
         into=into_path,
