@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from typing import NamedTuple
 from urllib.parse import quote
 
+from gateway import fastpaths
+
 INDEX_FILES = frozenset({"index.php", "index.html", "index.htm"})
 
 _BAD_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
@@ -222,7 +224,7 @@ def parse_split(
     """Canonicalise a request target already split by ``split_target``."""
     # Most legacy paths and queries are ASCII with no escape: for those, decoding is the
     # identity and only the control-character check remains, so skip the bytes round trip.
-    if raw_path.isascii() and "%" not in raw_path:
+    if fastpaths.ENABLED and raw_path.isascii() and "%" not in raw_path:
         if _CONTROL.search(raw_path):
             raise Malformed("a control character")
         path_text = "/" + "/".join(resolve_segments(raw_path))
@@ -231,7 +233,7 @@ def parse_split(
         path, path_text = canonical_path(wire_bytes(raw_path), case_sensitive)
     if not raw_query:
         params: tuple[Param, ...] = ()
-    elif raw_query.isascii() and "%" not in raw_query:
+    elif fastpaths.ENABLED and raw_query.isascii() and "%" not in raw_query:
         params = _ascii_query(raw_query, is_ignored)
     else:
         params = canonical_query(wire_bytes(raw_query), is_ignored)

@@ -26,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from gateway import fastpaths
 from gateway.canonical import canonical_host, ignore_matcher
 from gateway.matcher import Matcher
 from gateway.rules import (
@@ -697,7 +698,7 @@ def _csv_rules(ctx: _RuleContext, report: _Report, text: str) -> None:
         if len(row) > len(header):
             report.error(line, f"{len(row)} columns where the header has {len(header)}")
             continue
-        rule = _fast_csv_rule(ctx, report.file, line, row) if _FAST_CSV else None
+        rule = _fast_csv_rule(ctx, report.file, line, row) if fastpaths.ENABLED else None
         if rule is not None:
             ctx.rules.append(rule)
             continue
@@ -725,7 +726,6 @@ def _csv_rules(ctx: _RuleContext, report: _Report, text: str) -> None:
 # query condition, a plain constant target. _fast_csv_rule builds for it the Rule that
 # _compile_rule would (tests/test_fast_paths.py compares them); any other row, or any
 # doubt, goes the general way, which also reports the problems.
-_FAST_CSV = True
 _FAST_STATUSES = {"": 301, "301": 301, "302": 302, "307": 307, "308": 308, "410": 410}
 _SIMPLE_QUERY = re.compile(r"([A-Za-z0-9_.\-]+)=([A-Za-z0-9_.\-]*)\Z")
 

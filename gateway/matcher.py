@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from gateway import fastpaths
 from gateway.canonical import LegacyURL
 from gateway.rules import Rule, SegmentPattern
 
@@ -80,7 +81,7 @@ def _rank(rule: Rule) -> tuple[int, int]:
 
 
 # Buckets up to this size are scanned; bigger ones are indexed by a literal condition.
-_INDEX_FROM = 8
+INDEX_FROM = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +132,9 @@ def _index_tail(step: SegmentPattern) -> str:
 class Matcher:
     """The compiled rules of one map and the one precedence that chooses among them."""
 
-    def __init__(self, rules: Sequence[Rule], *, case_sensitive: bool) -> None:
+    def __init__(
+        self, rules: Sequence[Rule], *, case_sensitive: bool, index_from: int = INDEX_FROM
+    ) -> None:
         self.case_sensitive = case_sensitive
         buckets: dict[str | None, dict[str, list[Rule]]] = {}
         self._tries: dict[str | None, _Node] = {}
@@ -153,7 +156,7 @@ class Matcher:
                 if len(candidates) > 1:
                     candidates.sort(key=_rank)
                 exact[path] = _pack(candidates)
-                if len(candidates) > _INDEX_FROM:
+                if fastpaths.ENABLED and len(candidates) > index_from:
                     self._by_literal[(scope, path)] = _LiteralIndex.build(candidates)
 
     @staticmethod

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import quote, urlsplit
 
+from gateway import fastpaths
 from gateway.canonical import Malformed, Param, decode, fold, resolve_segments
 from gateway.segments import CONVERTERS
 from gateway.segments import SegmentPattern as SegmentPattern
@@ -244,7 +245,7 @@ def parse_from(
         if host is None:
             raise RuleError(f"host {host_text!r} in 'from' is not declared under 'hosts:'")
     captures: dict[str, str | None] = {}
-    exact_path = literal_path(raw_path, case_sensitive)
+    exact_path = literal_path(raw_path, case_sensitive) if fastpaths.ENABLED else None
     if exact_path is not None:
         conditions = _parse_conditions(raw_query, case_sensitive, is_ignored, captures)
         return FromParts(host, exact_path, None, conditions, captures or NO_CAPTURES)
@@ -335,7 +336,7 @@ def parse_target(
     what: str = "to",
 ) -> Target:
     """Compile a ``to``/``see`` into a template whose every URL is https on an allowed host."""
-    if isinstance(text, str):  # anything else gets the general path's error
+    if fastpaths.ENABLED and isinstance(text, str):  # others get the general path's error
         plain = plain_target(text, new_site=new_site, host_allowed=host_allowed)
         if plain is not None:
             return plain

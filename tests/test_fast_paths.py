@@ -1,13 +1,15 @@
 """The performance shortcuts (issue 5) give exactly the answers of the plain code they skip.
 
 Each shortcut is checked against the general path it bypasses, on generated inputs:
-the ASCII fast path of ``parse_split`` against ``canonical_path``/``canonical_query``
-on bytes, the escape-run decoder against ``unquote_to_bytes``, and the matcher's
-literal-condition index against a scan of the same rules.
+the general path is the same function run with ``gateway.fastpaths`` off (the ASCII
+parse of ``parse_split``, the placeholder-free ``from``, the plain target, the
+matcher's literal-condition index, the CSV row). The escape-run decoder is checked
+against ``unquote_to_bytes``, and the pattern index against trying every rule.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import io
@@ -21,19 +23,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bench.genmap import generate
+from gateway import fastpaths
 from gateway import mapfile as mapfile_module
-from gateway import matcher as matcher_module
-from gateway import rules as rules_module
 from gateway.canonical import (
     LegacyURL,
     Malformed,
-    canonical_path,
-    canonical_query,
     decode,
     ignore_matcher,
     parse_split,
-    resolve_segments,
-    wire_bytes,
 )
 from gateway.mapfile import MapError, load_map
 from gateway.matcher import Matcher
@@ -73,10 +70,11 @@ TEXT = st.lists(ASCII_PIECES, max_size=12).map("".join)
 
 
 def slow_parse(host: str, raw_path: str, raw_query: str, case_sensitive: bool) -> LegacyURL:
-    """parse_split as it was before the fast path: every part through bytes and decode()."""
-    path, path_text = canonical_path(wire_bytes(raw_path), case_sensitive)
-    params = canonical_query(wire_bytes(raw_query), IGNORED) if raw_query else ()
-    return LegacyURL(host, path, path_text, params, raw_path, raw_query)
+    """parse_split with its fast path off: every part through bytes and decode()."""
+    with fastpaths.disabled():
+        return parse_split(
+            host, raw_path, raw_query, case_sensitive=case_sensitive, is_ignored=IGNORED
+        )
 
 
 def outcome(fn: object, *args: object) -> object:
@@ -187,19 +185,17 @@ def test_literal_index_answers_like_a_scan(
             seen.add(key)
             unique.append(r)
     url = parse_split(host, path, query, case_sensitive=False, is_ignored=IGNORED)
-    assert _matcher(unique, index_from=10**9).match(url, host) == _matcher(
-        unique, index_from=0
-    ).match(url, host)
+    assert _matcher(unique, fast=False).match(url, host) == _matcher(unique, fast=True).match(
+        url, host
+    )
 
 
-def _matcher(rules: list[Rule], *, index_from: int) -> Matcher:
-    """Build a matcher that indexes paths with more than `index_from` rules (0: every path)."""
-    saved = matcher_module._INDEX_FROM
-    matcher_module._INDEX_FROM = index_from
-    try:
+def _matcher(rules: list[Rule], *, fast: bool) -> Matcher:
+    """Build a matcher that indexes every path (fast), or none (fast paths off)."""
+    if fast:
+        return Matcher(rules, case_sensitive=False, index_from=0)
+    with fastpaths.disabled():
         return Matcher(rules, case_sensitive=False)
-    finally:
-        matcher_module._INDEX_FROM = saved
 
 
 TARGET_PIECES = st.sampled_from(
@@ -258,30 +254,28 @@ def test_plain_target_fast_path_equals_the_general_path(text: str, new_site: str
     def allowed(host: str) -> bool:
         return host in ("khv27.ru", "a_b.ru", "x.y")
 
-    def compile_with(fn: object) -> object:
+    def compile_with(fast: bool) -> object:
         try:
-            return fn(text, new_site=new_site, host_allowed=allowed, captures={"id": None})  # type: ignore[operator]
+            if fast:
+                return parse_target(
+                    text, new_site=new_site, host_allowed=allowed, captures={"id": None}
+                )
+            with fastpaths.disabled():
+                return parse_target(
+                    text, new_site=new_site, host_allowed=allowed, captures={"id": None}
+                )
         except RuleError as exc:
             return ("RuleError", str(exc))
 
-    assert compile_with(parse_target) == compile_with(rules_module._parse_target)
+    assert compile_with(True) == compile_with(False)
 
 
 def old_parse_from(text: str, case_sensitive: bool) -> FromParts:
-    """parse_from before its no-placeholder fast path: every segment through _compile_segment."""
-    host_text, raw_path, raw_query = rules_module._split_from(text)
-    captures: dict[str, str | None] = {}
-    segments = resolve_segments(rules_module._decode_rule_text(raw_path, "path"))
-    steps = tuple(
-        rules_module._compile_segment(s, case_sensitive, captures, i == len(segments) - 1)
-        for i, s in enumerate(segments)
-    )
-    if all(isinstance(s, str) for s in steps):
-        path, exact = "/" + "/".join(s for s in steps if isinstance(s, str)), None
-    else:
-        path, exact = raw_path, steps
-    conditions = rules_module._parse_conditions(raw_query, case_sensitive, IGNORED, captures)
-    return FromParts(host_text, path, exact, conditions, captures)
+    """parse_from with its no-placeholder fast path off: every segment compiled."""
+    with fastpaths.disabled():
+        return parse_from(
+            text, case_sensitive=case_sensitive, is_ignored=IGNORED, canonical_host=str
+        )
 
 
 FROM_PIECES = st.sampled_from(
@@ -435,7 +429,7 @@ def test_pattern_index_by_head_and_tail_answers_like_trying_every_rule(
 # --- the CSV row fast path of the loader ----------------------------------------------
 
 
-def _load_both(folder: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[object, object]:
+def _load_both(folder: Path) -> tuple[object, object]:
     """Load a map with the CSV fast path and without it: rules (every field) or problems."""
 
     def load() -> object:
@@ -446,17 +440,16 @@ def _load_both(folder: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[object, o
         return [(rule, rule.captures) for rule in loaded.rules]
 
     fast = load()
-    monkeypatch.setattr(mapfile_module, "_FAST_CSV", False)
-    slow = load()
-    monkeypatch.setattr(mapfile_module, "_FAST_CSV", True)
+    with fastpaths.disabled():
+        slow = load()
     return fast, slow
 
 
 def test_csv_fast_path_builds_the_rules_of_the_general_path(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
     generate(tmp_path, n_exact=3000, n_patterns=10, n_urls=10, layout="csv")
-    fast, slow = _load_both(tmp_path, monkeypatch)
+    fast, slow = _load_both(tmp_path)
     assert isinstance(fast, list) and len(fast) > 3000
     assert fast == slow
 
@@ -523,8 +516,7 @@ def _csv_both(text: str, case_sensitive: bool) -> tuple[object, object]:
     site = dataclasses.replace(CSV_SITE, case_sensitive=case_sensitive)
     results = []
     for fast in (True, False):
-        with pytest.MonkeyPatch.context() as monkeypatch:
-            monkeypatch.setattr(mapfile_module, "_FAST_CSV", fast)
+        with contextlib.nullcontext() if fast else fastpaths.disabled():
             problems: list[mapfile_module.Problem] = []
             ctx = mapfile_module._RuleContext(site, CSV_HOSTS)
             mapfile_module._csv_rules(ctx, mapfile_module._Report("t.csv", problems), text)
