@@ -36,8 +36,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.genmap import generate
-from gateway.export import export_nginx
 from gateway.mapfile import load_map
+from gateway.ops.export import export_nginx
 from tests.support import GunicornServer, free_port, raw_request  # the tests' harness
 
 CLASSES = ("exact-path", "exact-query", "pattern", "miss")

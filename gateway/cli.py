@@ -1,7 +1,7 @@
 """The ``gateway`` command line for the people who edit the map: thin click wrappers.
 
 Each command parses its options and calls a plain function (in ``gateway.ops``
-or ``gateway.export``) that takes and returns values, so it can be tested
+or ``gateway.ops.export``) that takes and returns values, so it can be tested
 without click. Every command reads the map with the same loader, canonicaliser
 and matcher as the server.
 """
@@ -17,8 +17,8 @@ import click
 from gateway import DEFAULT_MAP
 
 if TYPE_CHECKING:
-    from gateway.export import ExportReport
     from gateway.mapfile import RedirectMap
+    from gateway.ops.export import ExportReport
 
 MAP_OPTION = click.option(
     "--map",
@@ -393,7 +393,7 @@ def export_nginx_command(
     map_path: str, listen: tuple[str, ...], upstream: str, output: str | None, verbose: bool
 ) -> None:
     """Write an nginx include (maps + one server) that answers what it can, proxies the rest."""
-    from gateway.export import ExportError, export_nginx
+    from gateway.ops.export import ExportError, export_nginx
 
     try:
         text, report = export_nginx(_export_map(map_path), listen=listen, upstream=upstream)
@@ -408,7 +408,7 @@ def export_nginx_command(
 @OUTPUT_OPTION
 def export_cloudflare_command(map_path: str, output: str | None) -> None:
     """Write a Cloudflare Bulk Redirects CSV; list on stderr the rules it cannot carry."""
-    from gateway.export import export_cloudflare
+    from gateway.ops.export import export_cloudflare
 
     text, report = export_cloudflare(_export_map(map_path))
     _export_write(text, output)
@@ -420,6 +420,6 @@ def export_cloudflare_command(map_path: str, output: str | None) -> None:
 @OUTPUT_OPTION
 def export_csv_command(map_path: str, output: str | None) -> None:
     """Write the flattened map as CSV, one rule a row (for spreadsheets and audits)."""
-    from gateway.export import export_csv
+    from gateway.ops.export import export_csv
 
     _export_write(export_csv(_export_map(map_path)), output)

@@ -1,4 +1,4 @@
-"""Tests of gateway.export and the `gateway export` commands (issue 7).
+"""Tests of gateway.ops.export and the `gateway export` commands (issue 7).
 
 The nginx export is checked here without nginx: every key it writes is replayed
 through the gateway's own `decide`, which must give the very answer the key carries
@@ -18,7 +18,8 @@ from click.testing import CliRunner
 
 from gateway.cli import main
 from gateway.decide import decide
-from gateway.export import (
+from gateway.mapfile import RedirectMap, load_map
+from gateway.ops.export import (
     CLOUDFLARE_COLUMNS,
     CSV_COLUMNS,
     ExportError,
@@ -27,7 +28,6 @@ from gateway.export import (
     export_nginx,
     path_spellings,
 )
-from gateway.mapfile import RedirectMap, load_map
 from gateway.outcomes import Redirect
 from tests.support import WriteMap
 

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.export import export_nginx
 from gateway.mapfile import load_map
+from gateway.ops.export import export_nginx
 from tests.support import (
     BUNDLED_MAP,
     GunicornServer,
