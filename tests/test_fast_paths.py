@@ -24,7 +24,6 @@ from hypothesis import strategies as st
 
 from bench.genmap import generate
 from gateway import fastpaths
-from gateway import mapfile as mapfile_module
 from gateway.canonical import (
     LegacyURL,
     Malformed,
@@ -32,7 +31,7 @@ from gateway.canonical import (
     ignore_matcher,
     parse_split,
 )
-from gateway.mapfile import MapError, load_map
+from gateway.mapfile import MapError, Site, compile_csv, load_map
 from gateway.matcher import Matcher
 from gateway.rules import FromParts, Rule, RuleError, parse_from, parse_target
 
@@ -503,11 +502,7 @@ CSV_STATUS = st.sampled_from(["", "301", "302", "307", "308", "410", "0301", "x"
 CSV_NOTE = st.sampled_from(["", "a note", " spaced "])
 
 
-CSV_SITE = mapfile_module.Site(
-    new_site="https://khv27.ru",
-    allow_targets=("khv27.ru",),
-    is_ignored=ignore_matcher(mapfile_module.DEFAULT_IGNORE_QUERY),
-)
+CSV_SITE = Site(new_site="https://khv27.ru", allow_targets=("khv27.ru",))
 CSV_HOSTS = {"khabarovskadm.ru": "khabarovskadm.ru", "int.example.ru": "int.example.ru"}
 
 
@@ -517,10 +512,8 @@ def _csv_both(text: str, case_sensitive: bool) -> tuple[object, object]:
     results = []
     for fast in (True, False):
         with contextlib.nullcontext() if fast else fastpaths.disabled():
-            problems: list[mapfile_module.Problem] = []
-            ctx = mapfile_module._RuleContext(site, CSV_HOSTS)
-            mapfile_module._csv_rules(ctx, mapfile_module._Report("t.csv", problems), text)
-            results.append(([(r, r.captures) for r in ctx.rules], problems))
+            rules, problems = compile_csv(site, CSV_HOSTS, "t.csv", text)
+            results.append(([(r, r.captures) for r in rules], problems))
     return results[0], results[1]
 
 

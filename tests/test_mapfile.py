@@ -9,12 +9,12 @@ numbers in the table are written as ``HEAD_LINES + n``: line n of the case's tex
 from __future__ import annotations
 
 import textwrap
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
 
-from gateway.mapfile import DEFAULT_IGNORE_QUERY, MapError, Problem, RedirectMap, load_map
+from gateway.mapfile import DEFAULT_IGNORE_QUERY, MapError, Problem, RedirectMap, Site, load_map
 from tests.support import BUNDLED_MAP, WriteMap
 
 HEAD = """\
@@ -637,6 +637,40 @@ def test_defaults(write_map: WriteMap) -> None:
     assert loaded.archive.wayback is None
     assert loaded.rules == ()
     assert loaded.default_host == "khabarovskadm.ru"
+
+
+@pytest.mark.parametrize(
+    ("ignore_query", "name", "ignored"),
+    [
+        (DEFAULT_IGNORE_QUERY, "utm_source", True),
+        (DEFAULT_IGNORE_QUERY, "UTM_Source", True),
+        (DEFAULT_IGNORE_QUERY, "ID", False),
+        (("sid",), "utm_source", False),
+        (("sid",), "SID", True),
+        ((), "utm_source", False),
+    ],
+    ids=[
+        "a default glob ignores its names",
+        "names are compared ignoring case",
+        "a name no glob matches is significant",
+        "a site's own list replaces the defaults",
+        "a plain name in the list matches in any case",
+        "an empty list ignores nothing",
+    ],
+)
+def test_site_is_ignored_follows_ignore_query(
+    ignore_query: tuple[str, ...], name: str, ignored: bool
+) -> None:
+    site = Site(new_site="https://khv27.ru", allow_targets=("khv27.ru",), ignore_query=ignore_query)
+    assert site.is_ignored(name) is ignored
+    assert replace(site, ignore_query=("utm_*",)).is_ignored("utm_x")
+
+
+def test_sites_compare_by_their_fields_not_their_matcher() -> None:
+    a = Site(new_site="https://khv27.ru", allow_targets=("khv27.ru",))
+    b = Site(new_site="https://khv27.ru", allow_targets=("khv27.ru",))
+    assert a == b and hash(a) == hash(b)
+    assert a != replace(a, ignore_query=())
 
 
 def test_allow_targets_and_english_notice_when_given(write_map: WriteMap) -> None:
