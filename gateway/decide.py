@@ -1,7 +1,9 @@
-"""The order of decisions for one request, stated once (spec §5, then §4).
+"""The order of decisions for one request, stated once (spec §5, §9, then §4).
 
 Service endpoints, then whether a map is loaded at all, then the method, then the
-host, then well-formedness, then the map's precedence (in ``Matcher.match``). The
+host, then well-formedness, then the files for search engines (§9), then the map's
+precedence (in ``Matcher.match``), then the gateway's own icon for an unanswered
+``/favicon.ico``. The
 web edge and every command (``explain``, ``check``, ``coverage``, ``import``) call
 ``decide``; none has a rule of its own. A fault raises: only the web edge turns it
 into an answer, with ``fallback``, so a bug in matching fails a command loudly
@@ -11,21 +13,26 @@ instead of reading as "no rule". Pure: no Flask.
 from __future__ import annotations
 
 from gateway.canonical import LegacyURL, Malformed, parse_split, split_target
+from gateway.crawlers import ROBOTS_PATH, SITEMAP_PATH
 from gateway.mapfile import RedirectMap
 from gateway.outcomes import (
     BadRequest,
+    Favicon,
     Gone,
     MethodNotAllowed,
     NotFound,
     Outcome,
     Redirect,
+    RobotsTxt,
     ServiceEndpoint,
+    SitemapXml,
     Unavailable,
     UnknownHost,
 )
 
 SERVICE_PREFIX = "/-/"
 METHODS = frozenset({"GET", "HEAD"})
+FAVICON_PATH = "/favicon.ico"
 
 
 def decide(redirect_map: RedirectMap | None, method: str, host_header: str, target: str) -> Outcome:
@@ -39,7 +46,15 @@ def decide(redirect_map: RedirectMap | None, method: str, host_header: str, targ
     url = _read(redirect_map, host_header, target)
     if not isinstance(url, LegacyURL):
         return url
-    return answer(redirect_map, url)
+    if url.path == ROBOTS_PATH:
+        return RobotsTxt(url.host)
+    if url.path == SITEMAP_PATH:
+        part = url.first_values().get("part", "")
+        return SitemapXml(url.host, int(part) if part.isdigit() and len(part) < 7 else None)
+    found = answer(redirect_map, url)
+    if isinstance(found, NotFound) and url.path == FAVICON_PATH:
+        return Favicon()
+    return found
 
 
 def answer(redirect_map: RedirectMap, url: LegacyURL) -> Redirect | Gone | NotFound:

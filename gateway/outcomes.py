@@ -64,6 +64,26 @@ class MethodNotAllowed:
 
 
 @dataclass(frozen=True, slots=True)
+class RobotsTxt:
+    """``/robots.txt`` on a served host (spec §9): answered by the gateway, before any rule."""
+
+    host: str
+
+
+@dataclass(frozen=True, slots=True)
+class SitemapXml:
+    """``/sitemap.xml`` on a served host (spec §9): its old URLs; ``part`` of an index."""
+
+    host: str
+    part: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Favicon:
+    """``/favicon.ico`` that no rule answers: the gateway's own icon, not the banner page."""
+
+
+@dataclass(frozen=True, slots=True)
 class Unavailable:
     """No valid map is loaded at all (none on disk, no last-known-good copy): 503."""
 
@@ -82,6 +102,9 @@ Outcome = (
     | UnknownHost
     | BadRequest
     | MethodNotAllowed
+    | RobotsTxt
+    | SitemapXml
+    | Favicon
     | Unavailable
     | ServiceEndpoint
 )

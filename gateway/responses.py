@@ -14,12 +14,15 @@ from enum import Enum
 
 from gateway.outcomes import (
     BadRequest,
+    Favicon,
     Gone,
     MethodNotAllowed,
     NotFound,
     Outcome,
     Redirect,
+    RobotsTxt,
     ServiceEndpoint,
+    SitemapXml,
     Unavailable,
     UnknownHost,
 )
@@ -33,6 +36,8 @@ BANNER_HEADERS = (
     ("Referrer-Policy", "no-referrer"),
     ("Vary", "Accept-Language"),
 )
+# What coverage calls the files every site has; the gateway answers these itself.
+FURNITURE = "page furniture (css, js, images, fonts, favicon)"
 
 
 class Body(Enum):
@@ -41,6 +46,7 @@ class Body(Enum):
     REDIRECT = "redirect"  # Location and a tiny link page
     BANNER = "banner"  # the archive banner page
     PLAIN = "plain"  # one line of text/plain
+    FILE = "file"  # a file of the gateway's own: robots.txt, sitemap.xml, the icon
     SERVICE = "service"  # a /-/ endpoint answers for itself
 
 
@@ -48,7 +54,7 @@ class Cache(Enum):
     """Who may keep an answer, and for how long."""
 
     REDIRECT = "redirect"  # public, for the map's redirect_max_age
-    BANNER = "banner"  # public, for BANNER_MAX_AGE
+    BANNER = "banner"  # public, for BANNER_MAX_AGE (banners and the gateway's own files)
     NO_STORE = "no-store"  # errors and service answers: never kept
 
 
@@ -61,6 +67,7 @@ class Answer:
     status: int | None  # None: the outcome carries its own (a redirect rule's status)
     cache: Cache
     text: str = ""  # a PLAIN body; "{reason}" is the outcome's reason
+    content_type: str = ""  # a FILE body's
     headers: tuple[tuple[str, str], ...] = ()
     coverage: str = "skipped"  # the bucket gateway coverage counts it in
     skip_reason: str = ""  # why coverage skips it
@@ -104,6 +111,33 @@ ANSWERS: dict[type, Answer] = {
         text="Method not allowed: this site answers GET and HEAD.",
         headers=(("Allow", "GET, HEAD"),),
         skip_reason="method not allowed (405)",
+    ),
+    RobotsTxt: Answer(
+        "robots",
+        Body.FILE,
+        200,
+        Cache.BANNER,
+        content_type="text/plain; charset=utf-8",
+        headers=(("X-Content-Type-Options", "nosniff"),),
+        skip_reason=FURNITURE,
+    ),
+    SitemapXml: Answer(
+        "sitemap",
+        Body.FILE,
+        200,
+        Cache.BANNER,
+        content_type="application/xml; charset=utf-8",
+        headers=(("X-Content-Type-Options", "nosniff"),),
+        skip_reason=FURNITURE,
+    ),
+    Favicon: Answer(
+        "favicon",
+        Body.FILE,
+        200,
+        Cache.BANNER,
+        content_type="image/x-icon",
+        headers=(("X-Content-Type-Options", "nosniff"),),
+        skip_reason=FURNITURE,
     ),
     Unavailable: Answer(
         "unavailable",

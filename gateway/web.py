@@ -30,8 +30,19 @@ from urllib.parse import quote
 from flask import Flask, Response, jsonify, render_template, request
 
 from gateway.banner import URL_CHARS, banner_page
+from gateway.crawlers import robots_txt, sitemap, sitemap_xml
 from gateway.decide import decide, fallback
-from gateway.outcomes import Gone, NotFound, Outcome, Redirect, ServiceEndpoint, Unavailable
+from gateway.outcomes import (
+    Favicon,
+    Gone,
+    NotFound,
+    Outcome,
+    Redirect,
+    RobotsTxt,
+    ServiceEndpoint,
+    SitemapXml,
+    Unavailable,
+)
 from gateway.responses import NO_STORE, Body, answer_of, plain_text, status_of
 
 if TYPE_CHECKING:
@@ -172,6 +183,7 @@ def init_app(app: Flask, maps: MapHolder, record: Recorder | None = None) -> Non
         "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
     )
     endpoints: dict[str, Callable[[], Response]] = {"health": lambda: health(maps)}
+    icon = files("gateway").joinpath("static/favicon.ico").read_bytes()
 
     def banner(outcome: Gone | NotFound, redirect_map: RedirectMap) -> Response:
         page = banner_page(redirect_map, outcome, request.headers.get("Accept-Language", ""))
@@ -182,6 +194,24 @@ def init_app(app: Flask, maps: MapHolder, record: Recorder | None = None) -> Non
         response.headers["Cache-Control"] = spec.cache_control(redirect_map.site.redirect_max_age)
         response.headers["Content-Security-Policy"] = csp
         response.headers["Content-Language"] = page.lang
+        return response
+
+    def own_file(outcome: RobotsTxt | SitemapXml | Favicon, redirect_map: RedirectMap) -> Response:
+        body: str | bytes | None = icon
+        if not isinstance(outcome, Favicon):
+            # The host asked for, in the scheme it was asked in: engines want the same origin.
+            origin = f"{request.scheme}://{outcome.host}"
+            if isinstance(outcome, RobotsTxt):
+                body = robots_txt(redirect_map, origin)
+            else:
+                found = sitemap(redirect_map, outcome.host, decide)
+                body = sitemap_xml(found, origin, outcome.part)
+        if body is None:
+            return plain(404, "No such part of the sitemap.")
+        spec = answer_of(outcome)
+        response = Response(body, status=status_of(outcome), content_type=spec.content_type)
+        response.headers.update(spec.headers)
+        response.headers["Cache-Control"] = spec.cache_control(redirect_map.site.redirect_max_age)
         return response
 
     def service(outcome: ServiceEndpoint) -> Response:
@@ -204,6 +234,8 @@ def init_app(app: Flask, maps: MapHolder, record: Recorder | None = None) -> Non
                 redirect_map.site.redirect_max_age
             )
             return response
+        if isinstance(outcome, (RobotsTxt, SitemapXml, Favicon)):
+            return own_file(outcome, redirect_map)
         assert isinstance(outcome, (Gone, NotFound)), spec
         try:
             return banner(outcome, redirect_map)

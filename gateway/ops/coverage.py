@@ -36,7 +36,8 @@ from gateway.ops.drafts import Draft, drafts, query_names, shape_of
 from gateway.ops.logs import Key, count_requests, open_log, read_with_progress
 from gateway.ops.noise import skip_reason
 from gateway.ops.urls import shown
-from gateway.outcomes import BadRequest, Gone, NotFound, Redirect, UnknownHost
+from gateway.outcomes import Gone, NotFound, Redirect
+from gateway.responses import answer_of
 from gateway.rules import Rule
 
 OUTCOMES = ("redirect", "gone", "unmapped")
@@ -161,10 +162,12 @@ def decide_one(redirect_map: RedirectMap, host: str, key: Key) -> Decision:
     vhost, target = key
     outcome = decide(redirect_map, "GET", vhost or host, target)
     case_sensitive = redirect_map.site.case_sensitive
+    spec = answer_of(outcome)
     if isinstance(outcome, (Redirect, Gone)):
-        name = "redirect" if isinstance(outcome, Redirect) else "gone"
         return Decision(
-            name, rule=outcome.rule.source, canonical=canonical_key(outcome.url, case_sensitive)
+            spec.coverage,
+            rule=outcome.rule.source,
+            canonical=canonical_key(outcome.url, case_sensitive),
         )
     if isinstance(outcome, NotFound):
         url = outcome.url
@@ -172,17 +175,13 @@ def decide_one(redirect_map: RedirectMap, host: str, key: Key) -> Decision:
         if reason:
             return Decision("skipped", reason)
         return Decision(
-            "unmapped",
+            spec.coverage,
             canonical=canonical_key(url, case_sensitive),
             shape=shape_of(url, case_sensitive),
             names=query_names(url),
             shown=shown_url(url),
         )
-    if isinstance(outcome, UnknownHost):
-        return Decision("skipped", "host not under hosts:")
-    if isinstance(outcome, BadRequest):
-        return Decision("skipped", "malformed URL (400)")
-    return Decision("skipped", "/-/ service endpoint")
+    return Decision(spec.coverage, spec.skip_reason)
 
 
 # Below this many distinct URLs, starting processes costs more than it saves.

@@ -214,6 +214,9 @@ def _response(redirect_map: RedirectMap, outcome: Outcome) -> Response:
         assert isinstance(outcome, ServiceEndpoint)
         reason = f"the gateway's own /-/{outcome.name} endpoint"
         return Response(status, spec.body.value, reason=reason)
+    if spec.body is Body.FILE:
+        reason = f"the gateway's own {spec.name} file ({spec.content_type})"
+        return Response(status, spec.body.value, cache_control=cache, reason=reason)
     return Response(status, spec.body.value, cache_control=cache, reason=_plain_reason(outcome))
 
 

@@ -1,0 +1,160 @@
+"""What search engines are given on every served host (spec §9): robots.txt and sitemap.xml.
+
+Search engines move an old site's standing to the new one only when they re-crawl
+the old URLs and see the 301s, so robots.txt allows everything, names the ignored
+query parameters to Yandex (``Clean-param``) and points at a sitemap of the old URLs
+the map answers with a redirect. Each sitemap URL is checked with ``decide`` itself,
+so a URL listed here is never one that answers anything else. Pure: no Flask.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from urllib.parse import quote
+from xml.sax.saxutils import escape
+
+from gateway.mapfile import RedirectMap
+from gateway.outcomes import Outcome, Redirect
+from gateway.rules import Rule
+
+ROBOTS_PATH = "/robots.txt"
+SITEMAP_PATH = "/sitemap.xml"
+RESERVED_PATHS = frozenset({ROBOTS_PATH, SITEMAP_PATH})
+SITEMAP_LIMIT = 50_000  # URLs per sitemap file (sitemaps.org); past it, an index of parts
+CLEAN_PARAM_LINE = 500  # Yandex reads at most this many characters of a Clean-param line
+
+# Yandex's Clean-param takes names, not globs: what each usual glob stands for in practice.
+GLOB_NAMES: dict[str, tuple[str, ...]] = {
+    "utm_*": ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content"),
+    "PAGEN_*": tuple(f"PAGEN_{n}" for n in range(1, 10)),
+    "SHOWALL_*": tuple(f"SHOWALL_{n}" for n in range(1, 10)),
+}
+_URL_SAFE = "/:@!$&'()*+,;=-._~%?"
+
+Decide = Callable[[RedirectMap, str, str, str], Outcome]
+
+
+@dataclass(frozen=True, slots=True)
+class Sitemap:
+    """One host's sitemap: the old URLs (path and query) that answer with a redirect."""
+
+    host: str
+    targets: tuple[str, ...]
+
+    @property
+    def parts(self) -> int:
+        """Return how many sitemap files the URLs take (1 or more)."""
+        return max(1, -(-len(self.targets) // SITEMAP_LIMIT))
+
+
+def clean_param_names(ignore_query: tuple[str, ...]) -> list[str]:
+    """Return the ignored parameters as Yandex's Clean-param names them: globs spelled out."""
+    names: list[str] = []
+    for glob in ignore_query:
+        if glob in GLOB_NAMES:
+            names.extend(GLOB_NAMES[glob])
+        elif not any(c in glob for c in "*?["):
+            names.append(glob)
+    return list(dict.fromkeys(names))
+
+
+def robots_txt(redirect_map: RedirectMap, origin: str) -> str:
+    """Return robots.txt for a host: crawl everything, Clean-param for Yandex, the sitemap."""
+    lines = ["# The old site redirects to its new one: crawl every URL to see where it went.", ""]
+    lines += ["User-agent: *", "Allow: /", ""]
+    lines += ["User-agent: Yandex", "Allow: /"]
+    names = clean_param_names(redirect_map.site.ignore_query)
+    lines += [f"Clean-param: {group}" for group in _groups(names)]
+    lines += ["", f"Sitemap: {origin}{SITEMAP_PATH}", ""]
+    return "\n".join(lines)
+
+
+def _groups(names: list[str]) -> Iterator[str]:
+    """Join names with '&' into lines no longer than Yandex reads."""
+    line = ""
+    for name in names:
+        joined = f"{line}&{name}" if line else name
+        if len(joined) > CLEAN_PARAM_LINE - len("Clean-param: "):
+            yield line
+            joined = name
+        line = joined
+    if line:
+        yield line
+
+
+_cache: dict[tuple[str, str], Sitemap] = {}
+_cache_lock = threading.Lock()
+CACHE_SIZE = 64  # hosts x map versions kept
+
+
+def sitemap(redirect_map: RedirectMap, host: str, decide: Decide) -> Sitemap:
+    """Return the host's sitemap, computed once per map version and host.
+
+    ``decide`` is ``gateway.decide.decide``, passed in because decide names the
+    paths this module owns.
+    """
+    key = (redirect_map.version, host)
+    found = _cache.get(key)
+    if found is None:
+        found = _compute(redirect_map, host, decide)
+        with _cache_lock:
+            if len(_cache) >= CACHE_SIZE:
+                _cache.clear()
+            _cache[key] = found
+    return found
+
+
+def _compute(redirect_map: RedirectMap, host: str, decide: Decide) -> Sitemap:
+    targets = []
+    for rule in redirect_map.rules:
+        target = _listed_target(rule, host)
+        if target is None:
+            continue
+        outcome = decide(redirect_map, "GET", host, target)
+        if isinstance(outcome, Redirect) and outcome.rule is rule:
+            targets.append(target)
+    return Sitemap(host, tuple(dict.fromkeys(targets)))
+
+
+def _listed_target(rule: Rule, host: str) -> str | None:
+    """Return the old URL an exact redirect rule was written for, or None if not listable.
+
+    The URL as the rule writes it (its own slash, index file and letters), since that
+    is the URL old links carry; ``_compute`` checks that it answers with this rule.
+    """
+    if not rule.is_exact or rule.target is None or rule.host not in (None, host):
+        return None
+    if any(c.literal is None for c in rule.conditions):
+        return None  # a capture stands for many URLs
+    text = rule.from_text.strip()
+    if text[:8].lower().startswith(("http://", "https://")):
+        text = text[text.index("//") + 2 :]
+    if not text.startswith("/"):
+        text = text[text.find("/") :] if "/" in text else "/"
+    return quote(text, safe=_URL_SAFE)
+
+
+def sitemap_xml(found: Sitemap, origin: str, part: int | None) -> str | None:
+    """Return the sitemap (or, past the limit and with no part, its index); None: no such part."""
+    if found.parts > 1 and part is None:
+        entries = "".join(
+            f"<sitemap><loc>{escape(origin)}{SITEMAP_PATH}?part={n}</loc></sitemap>\n"
+            for n in range(1, found.parts + 1)
+        )
+        return (
+            '<?xml version="1.0" encoding="UTF-8"?>\n'
+            '<sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">\n'
+            f"{entries}</sitemapindex>\n"
+        )
+    index = (part or 1) - 1
+    if not 0 <= index < found.parts:
+        return None
+    chunk = found.targets[index * SITEMAP_LIMIT : (index + 1) * SITEMAP_LIMIT]
+    entries = "".join(f"<url><loc>{escape(origin + t)}</loc></url>\n" for t in chunk)
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        '<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">\n'
+        f"{entries}</urlset>\n"
+    )
