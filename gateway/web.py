@@ -291,6 +291,5 @@ def health(maps: MapHolder) -> Response:
 def _count_kinds(redirect_map: RedirectMap) -> dict[str, int]:
     kinds: dict[str, int] = {}
     for rule in redirect_map.rules:
-        kind = "gone" if rule.status == 410 else rule.kind
-        kinds[kind] = kinds.get(kind, 0) + 1
+        kinds[rule.report_kind] = kinds.get(rule.report_kind, 0) + 1
     return kinds

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from urllib.parse import quote
 
 from gateway.canonical import INDEX_FILES, Malformed, canonical_path
-from gateway.mapfile import RedirectMap
+from gateway.mapfile import RedirectMap, is_wildcard
 from gateway.rules import Condition, Rule
 
 KINDS = ("exact", "query", "pattern", "gone")
@@ -93,12 +93,12 @@ class ExportReport:
 
     def answer(self, rule: Rule) -> None:
         """Count a rule the engine answers itself."""
-        self.answered[kind_of(rule)] += 1
+        self.answered[rule.report_kind] += 1
 
     def hand_on(self, rule: Rule, reason: str) -> None:
         """Count a rule the engine leaves to the gateway, with the reason."""
-        self.handed_on[kind_of(rule)] += 1
-        self.rules.append(HandedOn(rule.source, kind_of(rule), reason))
+        self.handed_on[rule.report_kind] += 1
+        self.rules.append(HandedOn(rule.source, rule.report_kind, reason))
 
     def summary(self) -> list[str]:
         """Return the per-kind table and the reasons, one line each, for people."""
@@ -116,11 +116,6 @@ class ExportReport:
         """Yield one line per handed-on rule: ``FILE:LINE: kind: reason``."""
         for item in self.rules:
             yield f"{item.source}: {item.kind}: {item.reason}"
-
-
-def kind_of(rule: Rule) -> str:
-    """Name a rule's kind for reports: gone (410), pattern, query or exact."""
-    return "gone" if rule.status == 410 else rule.kind
 
 
 def path_spellings(path: str) -> list[str]:
@@ -294,7 +289,8 @@ def _render_nginx(
     w("map $host $legacy_gw_host {")
     w('    default "";')
     for name, host in sorted(redirect_map.hosts.items()):
-        w(f"    {_nginx_string(name)} {_nginx_string(host)};")
+        if not is_wildcard(name):  # its subdomains keep "" and go to the gateway
+            w(f"    {_nginx_string(name)} {_nginx_string(host)};")
     w("}")
     w("")
     w("# Host-specific exact rules, keyed on host + raw request URI; '-' = the gateway answers.")

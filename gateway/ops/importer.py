@@ -100,16 +100,12 @@ class WriteResult:
 # --- planning ----------------------------------------------------------------------------------
 
 
-def _file_of(rule: Rule) -> str:
-    return rule.source.rpartition(":")[0]
-
-
 def _not_from(rules: tuple[Rule, ...], into: Path) -> list[Rule]:
     """Return the rules that do not come from the table being (re)written."""
     target = into.resolve()
     # Resolve each file once, not once per rule: maps hold 100,000 rules.
-    other = {f: Path(f).resolve() != target for f in {_file_of(r) for r in rules}}
-    return [r for r in rules if other[_file_of(r)]]
+    other = {f: Path(f).resolve() != target for f in {r.file for r in rules}}
+    return [r for r in rules if other[r.file]]
 
 
 def _answer_text(rule: Rule) -> str:
