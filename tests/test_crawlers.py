@@ -27,7 +27,7 @@ def bundled_client() -> FlaskClient:
 
 
 def served_hosts(bundled: RedirectMap) -> list[str]:
-    return sorted(set(bundled.hosts.values()))
+    return list(bundled.named_hosts)
 
 
 def get(bundled_client: FlaskClient, target: str, host: str) -> TestResponse:

@@ -20,6 +20,7 @@ from gateway.mapfile.values import (
     Problem,
     RedirectMap,
     Site,
+    is_wildcard,
 )
 from gateway.mapfile.yamltext import MAX_DEPTH, MAX_FILE_BYTES, YList, YMap, read_text, read_yaml
 from gateway.rules import Rule
@@ -44,6 +45,7 @@ __all__ = [
     "YMap",
     "compile_csv",
     "compile_rule",
+    "is_wildcard",
     "load_map",
     "read_text",
     "read_yaml",

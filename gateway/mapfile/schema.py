@@ -19,6 +19,7 @@ from gateway.mapfile.values import (
     Archive,
     Problem,
     Site,
+    is_wildcard,
 )
 from gateway.mapfile.yamltext import YList, YMap
 from gateway.rules import Rule, RuleError, Target, parse_from, parse_target
@@ -178,8 +179,17 @@ def parse_hosts(report: Report, node: Any, line: int) -> dict[str, str]:
                 hline,
                 f"host {name!r} must map to {{}} or {{aliases: [...]}}, not {describe(value)}",
             )
+        if is_wildcard(name):
+            domain = canonical_host(name[2:]) if "/" not in name else None
+            if domain is None or "*" in domain or "." not in domain:
+                report.error(hline, f"{name!r} is not a wildcard host ('*.' and a domain)")
+                continue
+            if len(names) > 1:
+                report.error(hline, f"a wildcard host has no aliases: {name!r} answers them all")
+                continue
+            names = [(f"*.{domain}", hline)]
         canonical = canonical_host(name) if "/" not in name else None
-        if canonical is None:
+        if canonical is None or ("*" in canonical and not is_wildcard(canonical)):
             report.error(hline, f"{name!r} is not a host name")
             continue
         for alias, aline in names:
@@ -201,7 +211,8 @@ def parse_archive(report: Report, node: Any, line: int) -> Archive | None:
     if not isinstance(node, YMap):
         report.error(line, "'archive:' is required: a mapping with notice.ru")
         return None
-    report.unknown_keys(node, ("notice", "wayback"), "archive")
+    report.unknown_keys(node, ("notice", "wayback", "english"), "archive")
+    english = _english_sections(report, node)
     notice = report.typed(node, "notice", YMap, "archive.notice")
     wayback = report.typed(node, "wayback", str, "archive.wayback")
     if wayback is not None and not re.match(r"https?://[^/\s]+/\S*\Z", wayback):
@@ -221,7 +232,27 @@ def parse_archive(report: Report, node: Any, line: int) -> Archive | None:
         if notice.get("ru") is None or isinstance(notice.get("ru"), str):
             report.error(notice.line, "archive.notice.ru is required and must not be empty")
         return None
-    return Archive(notice_ru=ru.strip(), notice_en=(en or ru).strip(), wayback=wayback)
+    return Archive(
+        notice_ru=ru.strip(), notice_en=(en or ru).strip(), wayback=wayback, english=english
+    )
+
+
+def _english_sections(report: Report, node: YMap) -> tuple[tuple[str | None, str], ...]:
+    """Parse ``archive.english``: ``[host]/path`` prefixes whose banner is always English."""
+    sections: list[tuple[str | None, str]] = []
+    for text, tline in text_list(report, node, "english", "archive.english") or ():
+        host_text, slash, path = text.partition("/")
+        host = canonical_host(host_text) if host_text else None
+        if not slash or (host_text and host is None) or "?" in path or "<" in path:
+            report.error(
+                tline,
+                f"archive.english entry {text!r}: a path prefix, maybe after a host"
+                " ('/tourism-en/', 'int.khabarovskadm.ru/')",
+            )
+            continue
+        prefix = "/" + "/".join(s for s in path.lower().split("/") if s)
+        sections.append((host, prefix))
+    return tuple(sections)
 
 
 # --- rules -----------------------------------------------------------------------------
@@ -238,7 +269,8 @@ class RuleContext:
     def host(self, name: str) -> str | None:
         """Return the canonical served host for a name written in a rule, or None."""
         key = canonical_host(name)
-        return self.hosts.get(key) if key else None
+        # Rules cannot be scoped to a wildcard (§1a): a subdomain with rules is declared.
+        return self.hosts.get(key) if key and not is_wildcard(key) else None
 
 
 def add_rule(

@@ -7,6 +7,7 @@ Pure: no Flask.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -15,6 +16,9 @@ from gateway.canonical import canonical_host, ignore_matcher
 from gateway.matcher import Matcher
 from gateway.rules import Rule
 
+# A host name a wildcard may answer for: DNS labels of letters, digits and inner hyphens
+# (punycode included), at most 253 characters. Anything else is not served.
+_DNS_NAME = re.compile(r"(?=.{1,253}\Z)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{1,63}")
 MAX_PROBLEMS = 200  # a list longer than this is no help to anyone, and costs memory
 STATUSES = (301, 302, 307, 308, 410)
 DEFAULT_IGNORE_QUERY = (
@@ -87,6 +91,18 @@ class Archive:
     notice_ru: str
     notice_en: str
     wayback: str | None = None
+    # Sections whose banner is English for every reader: (canonical host or None, prefix).
+    english: tuple[tuple[str | None, str], ...] = ()
+
+    def is_english(self, host: str, path: str) -> bool:
+        """Say whether a canonical URL lies in a section of ``archive.english``."""
+        path = path.lower()
+        for section_host, prefix in self.english:
+            if section_host is not None and section_host != host:
+                continue
+            if prefix == "/" or path == prefix or path.startswith(prefix + "/"):
+                return True
+        return False
 
 
 @dataclass(frozen=True)
@@ -104,13 +120,40 @@ class RedirectMap:
     matcher: Matcher = field(compare=False, repr=False)
     # The include globs joined to the map's folder: a reload re-globs them to see new files.
     include_patterns: tuple[str, ...] = ()
+    # Derived from hosts: ".DOMAIN" for each "*.DOMAIN" key (spec §1a), longest first.
+    wildcards: tuple[str, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        suffixes = sorted((k[1:] for k in self.hosts if is_wildcard(k)), key=len, reverse=True)
+        object.__setattr__(self, "wildcards", tuple(suffixes))
 
     @property
     def default_host(self) -> str:
         """Return the first host under ``hosts:``: the host of a request that names none."""
-        return next(iter(self.hosts.values()))
+        return next(h for h in self.hosts.values() if not is_wildcard(h))
+
+    @property
+    def named_hosts(self) -> tuple[str, ...]:
+        """Return the canonical hosts declared by name, in map order (no wildcards)."""
+        return tuple(dict.fromkeys(h for h in self.hosts.values() if not is_wildcard(h)))
 
     def host_of(self, name: str) -> str | None:
-        """Return the canonical served host for a Host header, or None if not served."""
+        """Return the canonical served host for a Host header, or None if not served.
+
+        A name declared (or aliased) is its host; any other subdomain of a wildcard's
+        domain is itself (§1a), if it is a well-formed DNS name.
+        """
         host = canonical_host(name)
-        return self.hosts.get(host) if host else None
+        if not host or "*" in host:
+            return None
+        served = self.hosts.get(host)
+        if served is None and self.wildcards and _DNS_NAME.fullmatch(host):
+            for suffix in self.wildcards:
+                if host.endswith(suffix):
+                    return host
+        return served
+
+
+def is_wildcard(name: str) -> bool:
+    """Say whether a key of ``hosts:`` is a wildcard (``*.DOMAIN``)."""
+    return name.startswith("*.")

@@ -208,7 +208,11 @@ def _response(redirect_map: RedirectMap, outcome: Outcome) -> Response:
             reason=reason,
             see=see,
             archive=archive_url(redirect_map, outcome),
-            language=banner_language(outcome, ""),
+            language=banner_language(
+                outcome,
+                "",
+                english_section=redirect_map.archive.is_english(outcome.host, outcome.url.path),
+            ),
         )
     if spec.body is Body.SERVICE:
         assert isinstance(outcome, ServiceEndpoint)
