@@ -12,12 +12,15 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 from xml.sax.saxutils import escape
 
-from gateway.mapfile import RedirectMap
 from gateway.outcomes import Outcome, Redirect
 from gateway.rules import Rule
+
+if TYPE_CHECKING:  # the loader imports this module's paths: no import of the map at run time
+    from gateway.mapfile import RedirectMap
 
 ROBOTS_PATH = "/robots.txt"
 SITEMAP_PATH = "/sitemap.xml"
@@ -33,7 +36,7 @@ GLOB_NAMES: dict[str, tuple[str, ...]] = {
 }
 _URL_SAFE = "/:@!$&'()*+,;=-._~%?"
 
-Decide = Callable[[RedirectMap, str, str, str], Outcome]
+Decide = Callable[["RedirectMap", str, str, str], Outcome]
 
 
 @dataclass(frozen=True, slots=True)

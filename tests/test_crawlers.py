@@ -13,7 +13,7 @@ from werkzeug.test import TestResponse
 from gateway import crawlers
 from gateway.app import create_app
 from gateway.crawlers import CLEAN_PARAM_LINE, clean_param_names, robots_txt
-from gateway.mapfile import RedirectMap
+from gateway.mapfile import MapError, RedirectMap, load_map
 from tests.support import BUNDLED_MAP, WriteMap
 
 SITEMAP_NS = "{http://www.sitemaps.org/schemas/sitemap/0.9}"
@@ -204,3 +204,43 @@ def test_the_icon_is_an_icon_not_the_banner(bundled_client: FlaskClient) -> None
     assert response.headers["Cache-Control"] == HOUR
     assert response.mimetype == "image/x-icon"
     assert response.data[:4] == b"\0\0\1\0", "an ICO file header"
+
+
+@pytest.mark.parametrize(
+    "from_text",
+    [
+        pytest.param("/robots.txt", id="robots"),
+        pytest.param("/Sitemap.XML/", id="sitemap-in-any-spelling"),
+        pytest.param("old.example/robots.txt", id="even-for-one-host"),
+    ],
+)
+def test_a_rule_for_a_file_of_the_gateways_is_a_load_error(
+    write_map: WriteMap, from_text: str
+) -> None:
+    path = write_map(
+        f"""
+        version: 1
+        site: {{new_site: "https://new.example"}}
+        hosts: {{old.example: {{}}}}
+        archive: {{notice: {{ru: "Архив."}}}}
+        rules:
+          - {{from: "{from_text}", to: /}}
+        """
+    )
+    with pytest.raises(MapError, match=r":6: error: from: /\w+\.\w+ is answered by the gateway"):
+        load_map(path)
+
+
+def test_a_csv_row_for_robots_is_a_load_error_too(write_map: WriteMap, tmp_path: Path) -> None:
+    (tmp_path / "rows.csv").write_text("from,to\n/a,/a\n/robots.txt,/\n", encoding="utf-8")
+    path = write_map(
+        """
+        version: 1
+        site: {new_site: "https://new.example"}
+        hosts: {old.example: {}}
+        archive: {notice: {ru: "Архив."}}
+        include: rows.csv
+        """
+    )
+    with pytest.raises(MapError, match=r"rows.csv:3: error: from: /robots.txt is answered"):
+        load_map(path)

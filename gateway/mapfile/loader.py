@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from gateway.crawlers import RESERVED_PATHS
 from gateway.mapfile.schema import (
     TOP_KEYS,
     Report,
@@ -166,11 +167,24 @@ def _load_map(path: str | os.PathLike[str]) -> RedirectMap:
 
 
 def _duplicates(rules: list[Rule]) -> list[Problem]:
-    """Report exact rules with the same scope, canonical path and conditions."""
+    """Report exact rules with the same scope, canonical path and conditions.
+
+    And rules for the files the gateway answers itself on every host (spec §9).
+    """
     seen: dict[tuple[object, ...], Rule] = {}
     problems = []
     for rule in rules:
         if not rule.is_exact:
+            continue
+        if rule.path.lower() in RESERVED_PATHS:
+            problems.append(
+                Problem(
+                    rule.file,
+                    rule.line,
+                    f"from: {rule.path} is answered by the gateway itself on every host"
+                    " (spec §9); a rule cannot take it",
+                )
+            )
             continue
         first = seen.setdefault(rule.identity, rule)
         if first is not rule:
