@@ -13,7 +13,7 @@ from __future__ import annotations
 import fnmatch
 import re
 import unicodedata
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 from urllib.parse import quote
@@ -63,12 +63,21 @@ class LegacyURL:
         """Return the raw request target (path and query) as received."""
         return f"{self.raw_path}?{self.raw_query}" if self.raw_query else self.raw_path
 
-    def first_values(self) -> dict[str, str]:
-        """Return the first value of each significant parameter, by folded name."""
-        first: dict[str, str] = {}
-        for p in self.params:
-            first.setdefault(p.key, p.value)
-        return first
+    def last_values(self) -> dict[str, str]:
+        """Return the last value of each significant parameter, by folded name (§2).
+
+        When the request repeats a name its last value counts, as PHP (which served
+        the old site) read ``$_GET``: ``?id=1&id=2`` is ``id=2``.
+        """
+        return {p.key: p.value for p in self.params}
+
+    def last_params(self) -> tuple[Param, ...]:
+        """Return each significant parameter once: its last occurrence, at its first place.
+
+        What PHP's ``$_GET`` holds (a repeated key keeps its place, the last value wins),
+        and what ``keep_query`` passes on: ``?a=1&b=2&a=3`` gives ``a=3&b=2``.
+        """
+        return last_params(self.params)
 
     def to_target(self) -> str:
         """Return a request target that canonicalises back to this URL."""
@@ -84,14 +93,20 @@ def _unescape_run(found: re.Match[bytes]) -> bytes:
     return bytes.fromhex(found.group().replace(b"%", b"").decode("ascii"))
 
 
-def decode(raw: bytes) -> str:
-    """Percent-decode once; read UTF-8, else windows-1251; refuse control characters."""
+def _unescape(raw: bytes) -> bytes:
+    """Percent-decode once, refusing a '%' that is not a %XX escape."""
     if b"%" in raw:
         if _BAD_ESCAPE.search(raw):
             raise Malformed("an escape that is not %XX")
         # Each run of escapes in one call: a Cyrillic path is a few runs of dozens of
         # escapes, which unquote_to_bytes decodes one Python step at a time (4 times slower).
         raw = _ESCAPE_RUN.sub(_unescape_run, raw)
+    return raw
+
+
+def decode(raw: bytes) -> str:
+    """Percent-decode once; read UTF-8, else windows-1251; refuse control characters."""
+    raw = _unescape(raw)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -105,21 +120,50 @@ def decode(raw: bytes) -> str:
     return text if text.isascii() else unicodedata.normalize("NFC", text)
 
 
+def decode_parts(raws: Sequence[bytes]) -> list[str]:
+    """Decode the pieces of one text as ``decode`` decodes the whole: one encoding for all.
+
+    For a rule's ``from`` path, whose placeholders are found in the text as written
+    (§2) and whose literal pieces between them are then decoded (§3): the pieces are
+    read as UTF-8 when every one of them is UTF-8, else all as windows-1251.
+    """
+    unescaped = [_unescape(raw) for raw in raws]
+    try:
+        texts = [raw.decode("utf-8") for raw in unescaped]
+    except UnicodeDecodeError:
+        try:
+            texts = [raw.decode("cp1251") for raw in unescaped]
+        except UnicodeDecodeError:
+            raise Malformed("bytes that are neither UTF-8 nor windows-1251") from None
+    if any(_CONTROL.search(text) for text in texts):
+        raise Malformed("a control character")
+    return [text if text.isascii() else unicodedata.normalize("NFC", text) for text in texts]
+
+
 def resolve_segments(text: str) -> list[str]:
-    """Split a decoded path into segments: collapse '//', resolve dot segments, drop index files."""
+    """Split a decoded path into segments: resolve dot segments, collapse '//', drop index files.
+
+    Dot segments first, as a browser resolves them (RFC 3986 §5.2.4): the empty segment
+    between ``//`` is a segment that ``..`` removes, so ``/a/b//../..`` is ``/a/``;
+    never above the root. Only then are the empty segments (repeated ``/``) dropped.
+    """
     if "/." not in text and not text.startswith("."):
         # No dot segment anywhere (the usual case): only the empty segments to drop.
         segments = [segment for segment in text.split("/") if segment]
     else:
-        segments = []
-        for segment in text.split("/"):
-            if segment == "" or segment == ".":
+        parts = text.split("/")
+        if parts[0] == "":
+            del parts[0]  # the root, before the first '/': never removed
+        kept: list[str] = []
+        for segment in parts:
+            if segment == ".":
                 continue
             if segment == "..":
-                if segments:
-                    segments.pop()
+                if kept:
+                    kept.pop()
                 continue
-            segments.append(segment)
+            kept.append(segment)  # an empty segment too: a later '..' removes it
+        segments = [segment for segment in kept if segment]
     # Repeatedly, so that the canonical form is a fixed point (/index.php/index.html).
     while segments and segments[-1].lower() in INDEX_FILES:
         segments.pop()
@@ -157,6 +201,16 @@ def canonical_query(raw: bytes, is_ignored: Callable[[str], bool]) -> tuple[Para
         if name and not is_ignored(name):
             params.append(Param(name.lower(), name, value))
     return tuple(params)
+
+
+def last_params(params: Sequence[Param]) -> tuple[Param, ...]:
+    """Return each parameter once: its last occurrence, at the place of its first (§2)."""
+    if len(params) < 2:
+        return tuple(params)
+    last = {p.key: p for p in params}
+    if len(last) == len(params):
+        return tuple(params)
+    return tuple(last.values())
 
 
 def canonical_host(host: str) -> str | None:

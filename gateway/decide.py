@@ -49,7 +49,7 @@ def decide(redirect_map: RedirectMap | None, method: str, host_header: str, targ
     if url.path == ROBOTS_PATH:
         return RobotsTxt(url.host)
     if url.path == SITEMAP_PATH:
-        part = url.first_values().get("part", "")
+        part = url.last_values().get("part", "")
         return SitemapXml(url.host, int(part) if part.isdigit() and len(part) < 7 else None)
     found = answer(redirect_map, url)
     if isinstance(found, NotFound) and url.path == FAVICON_PATH:
@@ -65,7 +65,8 @@ def answer(redirect_map: RedirectMap, url: LegacyURL) -> Redirect | Gone | NotFo
     rule = found.rule
     if rule.target is None:
         return Gone(rule, url, url.host)
-    extra = [p for p in url.params if p.key not in found.consumed] if rule.keep_query else ()
+    # Each repeated name once, with its last value, at its first place (§2, PHP's $_GET).
+    extra = [p for p in url.last_params() if p.key not in found.consumed] if rule.keep_query else ()
     location = rule.target.build(found.captures, extra)
     return Redirect(rule.status, location, rule, url, url.host)
 

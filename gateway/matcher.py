@@ -43,11 +43,11 @@ class _Node:
 
 
 def _conditions_hold(
-    rule: Rule, first: dict[str, str], case_sensitive: bool, captures: dict[str, str]
+    rule: Rule, values: dict[str, str], case_sensitive: bool, captures: dict[str, str]
 ) -> bool:
-    """Check a rule's query conditions, adding their captures; say whether all hold."""
+    """Check a rule's query conditions on the request's last values, adding their captures."""
     for condition in rule.conditions:
-        value = first.get(condition.key)
+        value = values.get(condition.key)
         if value is None:
             return False
         if condition.literal is not None:
@@ -107,14 +107,14 @@ class _LiteralIndex:
             tuple(unindexed),
         )
 
-    def candidates(self, first: dict[str, str], case_sensitive: bool) -> Sequence[Rule]:
+    def candidates(self, values: dict[str, str], case_sensitive: bool) -> Sequence[Rule]:
         """Return, in rank order, every rule whose conditions could hold for these values."""
         # A rule holds only if the request's value for its indexed condition equals the
         # literal, so the rules under the request's own (name, value) pairs are all that can.
         found: Sequence[Rule] = self.unindexed
-        for name, value in first.items():
-            values = self.by_value.get(name)
-            packed = values.get(value if case_sensitive else value.lower()) if values else None
+        for name, value in values.items():
+            by_value = self.by_value.get(name)
+            packed = by_value.get(value if case_sensitive else value.lower()) if by_value else None
             hits = _unpack(packed) if packed is not None else None
             if hits:
                 found = hits if not found else sorted([*found, *hits], key=_rank)
@@ -184,7 +184,8 @@ class Matcher:
 
     def match(self, url: LegacyURL, host: str) -> Match | None:
         """Return the rule that answers this URL on this (canonical) host, or None."""
-        first = url.first_values() if url.params else {}
+        # A repeated name counts by its last value (§2), for conditions and captures.
+        values = url.last_values() if url.params else {}
         for scope in (host, None):
             index = self._by_literal.get((scope, url.path)) if self._by_literal else None
             candidates: Sequence[Rule]
@@ -193,10 +194,10 @@ class Matcher:
                 packed = by_path.get(url.path) if by_path else None
                 candidates = _unpack(packed) if packed is not None else ()
             else:
-                candidates = index.candidates(first, self.case_sensitive)
+                candidates = index.candidates(values, self.case_sensitive)
             for rule in candidates:
                 captures: dict[str, str] = {}
-                if _conditions_hold(rule, first, self.case_sensitive, captures):
+                if _conditions_hold(rule, values, self.case_sensitive, captures):
                     return self._found(rule, captures)
         if not self._tries:
             return None
@@ -212,7 +213,7 @@ class Matcher:
             for rule, captures in self._walk(trie, keys, texts, 0, {}):
                 if best is not None and rule.order >= best[0].order:
                     continue
-                if _conditions_hold(rule, first, self.case_sensitive, captures):
+                if _conditions_hold(rule, values, self.case_sensitive, captures):
                     best = (rule, captures)
             if best is not None:
                 return self._found(*best)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from urllib.parse import quote, urlsplit
 
 from gateway import fastpaths
-from gateway.canonical import Malformed, Param, decode, fold, resolve_segments
+from gateway.canonical import Malformed, Param, decode, decode_parts, fold, resolve_segments
 from gateway.segments import CONVERTERS
 from gateway.segments import SegmentPattern as SegmentPattern
 from gateway.segments import Step as Step
@@ -65,7 +65,11 @@ class Target:
     constant: str | None  # the whole URL when it has no inserts
 
     def build(self, captures: Mapping[str, str], extra: Sequence[Param] = ()) -> str:
-        """Return the URL with each capture percent-encoded for its place, plus extra params."""
+        """Return the URL with each capture percent-encoded for its place, plus extra params.
+
+        ``extra`` is appended as given, minus the names the target writes itself: the
+        caller passes each name once (``LegacyURL.last_params``: its last value, §2).
+        """
         if self.constant is not None:
             url = self.constant
         else:
@@ -182,49 +186,82 @@ def _decode_rule_text(text: str, where: str) -> str:
         raise RuleError(f"{where}: {exc}") from None
 
 
-def _compile_segment(
-    segment: str, case_sensitive: bool, captures: dict[str, str | None], is_last: bool
-) -> Step:
-    pieces = PLACEHOLDER.split(segment)  # text, conv, name, text, conv, name, ..., text
-    if len(pieces) == 1:
-        if "<" in segment or ">" in segment:
+# Where a placeholder stood in a decoded ``from`` path: decoded text never holds a control
+# character (decode refuses them), so this marker cannot be mistaken for the rule's text.
+_MARK = "\x00"
+_MARKED = re.compile("\x00([0-9]+)\x00")
+
+Placeholder = tuple[str | None, str]  # (converter, capture name)
+
+
+def _from_segments(raw_path: str) -> list[tuple[list[str], list[Placeholder]]]:
+    """Split a ``from`` path into its canonical segments: literal texts around placeholders.
+
+    Placeholders are found in the text as written, before any decoding (§2): ``%3C`` is
+    a literal ``<``. Then the literal pieces are decoded (together, as one path, §3),
+    and the dot segments resolved and the empty ones dropped by ``resolve_segments``,
+    the function requests go through, with each placeholder held by a marker. Each
+    segment comes back as its decoded texts (one more than its placeholders) and its
+    placeholders.
+    """
+    raw = PLACEHOLDER.split(raw_path)  # text, conv, name, text, conv, name, ..., text
+    raw_texts = raw[0::3]
+    for text in raw_texts:
+        if "<" in text or ">" in text:
             raise RuleError(
-                f"malformed placeholder in {segment!r}: use <name>, <int:name>, <path:name>"
+                f"malformed placeholder in {raw_path!r}: use <name>, <int:name>, <path:name>"
+                " (a literal '<' or '>' is written %3C, %3E)"
             )
-        return fold(segment, case_sensitive)
-    regex = ["(?s)" if case_sensitive else "(?si)"]
+    try:
+        texts = decode_parts([text.encode("utf-8") for text in raw_texts])
+    except Malformed as exc:
+        raise RuleError(f"path: {exc}") from None
+    holders: list[Placeholder] = list(zip(raw[1::3], raw[2::3], strict=True))
+    marked = texts[0] + "".join(f"{_MARK}{n}{_MARK}{text}" for n, text in enumerate(texts[1:]))
+    segments: list[tuple[list[str], list[Placeholder]]] = []
+    for segment in resolve_segments(marked):
+        pieces = _MARKED.split(segment)  # text, placeholder number, text, ...
+        segments.append((pieces[0::2], [holders[int(n)] for n in pieces[1::2]]))
+    return segments
+
+
+def _compile_segment(
+    texts: list[str],
+    holders: list[Placeholder],
+    case_sensitive: bool,
+    captures: dict[str, str | None],
+    is_last: bool,
+) -> Step:
+    """Compile one segment (decoded texts around its placeholders) to a literal or a pattern."""
+    if not holders:
+        return fold(texts[0], case_sensitive)
+    regex = ["(?s)" if case_sensitive else "(?si)", re.escape(texts[0])]
     names: list[str] = []
     is_tail = False
-    for i, piece in enumerate(pieces):
-        kind = i % 3
-        if kind == 0:
-            if "<" in piece or ">" in piece:
-                raise RuleError(f"malformed placeholder in {segment!r}")
-            regex.append(re.escape(piece))
-        elif kind == 1:
-            converter = CONVERTERS.get(piece)
-            if converter is None:
-                raise RuleError(
-                    f"unknown converter {piece!r}: use <name>, <int:name> or <path:name>"
-                )
-            if converter.spans_segments:
-                # The last placeholder of the last segment, with nothing after it.
-                if not is_last or i + 1 != len(pieces) - 2 or pieces[-1]:
-                    raise RuleError("<path:...> may only be the last element of the path")
-                is_tail = True
-            regex.append(f"({converter.pattern})")
-        else:
-            if piece in captures:
-                raise RuleError(f"capture <{piece}> is used twice")
-            captures[piece] = pieces[i - 1]
-            names.append(piece)
+    for i, (converter_name, name) in enumerate(holders):
+        converter = CONVERTERS.get(converter_name)
+        if converter is None:
+            raise RuleError(
+                f"unknown converter {converter_name!r}: use <name>, <int:name> or <path:name>"
+            )
+        if converter.spans_segments:
+            # The last placeholder of the last segment, with nothing after it.
+            if not is_last or i + 1 != len(holders) or texts[-1]:
+                raise RuleError("<path:...> may only be the last element of the path")
+            is_tail = True
+        regex.append(f"({converter.pattern})")
+        if name in captures:
+            raise RuleError(f"capture <{name}> is used twice")
+        captures[name] = converter_name
+        names.append(name)
+        regex.append(re.escape(texts[i + 1]))
     return SegmentPattern(
         regex=re.compile("".join(regex) + r"\Z"),
         names=tuple(names),
-        head=fold(pieces[0], case_sensitive),
+        head=fold(texts[0], case_sensitive),
         is_tail=is_tail,
-        literals=tuple(pieces[0::3]),
-        converters=tuple(pieces[1::3]),
+        literals=tuple(texts),
+        converters=tuple(c for c, _ in holders),
     )
 
 
@@ -249,10 +286,10 @@ def parse_from(
     if exact_path is not None:
         conditions = _parse_conditions(raw_query, case_sensitive, is_ignored, captures)
         return FromParts(host, exact_path, None, conditions, captures or NO_CAPTURES)
-    segments = resolve_segments(_decode_rule_text(raw_path, "path"))
+    segments = _from_segments(raw_path)
     steps = tuple(
-        _compile_segment(s, case_sensitive, captures, i == len(segments) - 1)
-        for i, s in enumerate(segments)
+        _compile_segment(texts, holders, case_sensitive, captures, i == len(segments) - 1)
+        for i, (texts, holders) in enumerate(segments)
     )
     if all(isinstance(s, str) for s in steps):
         path = "/" + "/".join(s for s in steps if isinstance(s, str))
@@ -267,10 +304,12 @@ def parse_from(
 @functools.lru_cache(maxsize=4096)
 def literal_path(raw_path: str, case_sensitive: bool) -> str | None:
     """Return the canonical path of a ``from`` path with no placeholder, else None."""
+    # Placeholders as written (§2): a '%3C' is a literal '<', so a path without a raw
+    # '<' or '>' has none; one with them goes the general way (a placeholder, or an error).
+    if "<" in raw_path or ">" in raw_path:
+        return None
     # Cached: half the rules of a Bitrix map share a few paths (detail.php?ID=N).
     decoded = _decode_rule_text(raw_path, "path")
-    if "<" in decoded or ">" in decoded:
-        return None
     # Each segment is the literal step _compile_segment would return for it.
     path = "/" + "/".join([fold(s, case_sensitive) for s in resolve_segments(decoded)])
     # One string for equal paths, and the rule's own text when it is already canonical:
@@ -296,7 +335,10 @@ def _parse_conditions(
             raise RuleError(f"a placeholder cannot stand in a query name ({raw_name!r})")
         name = sys.intern(_decode_rule_text(raw_name.replace("+", " "), "query name"))
         if not name:
-            raise RuleError(f"query condition {pair!r} has an empty name")
+            # Dropped, as a request's empty name is (§2, §3): no condition could hold on it.
+            if not PLACEHOLDER.fullmatch(raw_value):
+                _decode_rule_text(raw_value.replace("+", " "), "query value")
+            continue
         if is_ignored(name):
             raise RuleError(f"condition on {name!r}, a query name the map ignores (ignore_query)")
         if name.lower() in seen:

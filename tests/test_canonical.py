@@ -173,19 +173,36 @@ def test_canonical_query(query: str, params: tuple[Param, ...]) -> None:
     ],
 )
 def test_order_of_params_does_not_matter(query_a: str, query_b: str) -> None:
-    assert parse(f"/?{query_a}").first_values() == parse(f"/?{query_b}").first_values()
+    assert parse(f"/?{query_a}").last_values() == parse(f"/?{query_b}").last_values()
 
 
 @pytest.mark.parametrize(
-    ("query", "first"),
+    ("query", "last"),
     [
-        pytest.param("id=1&id=2", {"id": "1"}, id="first-value-counts"),
-        pytest.param("ID=1&id=2", {"id": "1"}, id="names-compared-ignoring-case"),
-        pytest.param("utm_a=1&id=&id=2", {"id": ""}, id="empty-first-value-still-first"),
+        # Spec §2: when the request repeats a name its last value counts (PHP's $_GET).
+        pytest.param("id=1&id=2", {"id": "2"}, id="repeated-name-last-value-wins-as-in-php"),
+        pytest.param("ID=1&id=2", {"id": "2"}, id="names-compared-ignoring-case-last-value-wins"),
+        pytest.param("utm_a=1&id=2&id=", {"id": ""}, id="empty-last-value-still-last-as-in-php"),
+        pytest.param("id=&id=2", {"id": "2"}, id="empty-first-value-overridden-by-last"),
+        pytest.param("id=1&utm_a=2&id=3;id=4", {"id": "4"}, id="semicolon-repeat-last-wins"),
     ],
 )
-def test_repeated_names_first_value_counts(query: str, first: dict[str, str]) -> None:
-    assert parse(f"/?{query}").first_values() == first
+def test_repeated_names_last_value_counts(query: str, last: dict[str, str]) -> None:
+    assert parse(f"/?{query}").last_values() == last
+
+
+@pytest.mark.parametrize(
+    ("query", "kept"),
+    [
+        pytest.param("a=1&b=2", "a=1&b=2", id="no-repeat-as-sent"),
+        pytest.param("a=1&b=2&a=3", "a=3&b=2", id="repeat-once-last-value-at-first-place"),
+        pytest.param("A=1&b=2&a=3", "a=3&b=2", id="repeat-ignoring-case-last-spelling"),
+        pytest.param("a=1&a=2&a=3", "a=3", id="three-times-once"),
+    ],
+)
+def test_last_params_once_per_name_in_request_order(query: str, kept: str) -> None:
+    params = parse(f"/?{query}").last_params()
+    assert "&".join(f"{p.name}={p.value}" for p in params) == kept
 
 
 # --- malformed ----------------------------------------------------------------------------

@@ -129,7 +129,18 @@ PRECEDENCE = [
     pytest.param(HOST, "/cond?A=1", f"{K}/cond/a", id="condition-names-ignore-case"),
     pytest.param(HOST, "/cond?a=1&utm_source=x", f"{K}/cond/a", id="ignored-params-ignored"),
     pytest.param(HOST, "/detail.php?ID=5", f"{K}/news/5/", id="query-capture-int"),
-    pytest.param(HOST, "/detail.php?id=5&ID=7", f"{K}/news/5/", id="first-value-of-repeated"),
+    pytest.param(
+        HOST, "/detail.php?id=5&ID=7", f"{K}/news/7/", id="repeated-name-last-value-wins-as-in-php"
+    ),
+    pytest.param(
+        HOST,
+        "/detail.php?ID=7&ID=x",
+        f"{K}/news/by-slug/x/",
+        id="repeated-name-last-value-decides-the-converter",
+    ),
+    pytest.param(
+        HOST, "/detail.php?ID=7&ID=", None, id="repeated-name-empty-last-value-captures-nothing"
+    ),
     pytest.param(HOST, "/detail.php?ID=12a", f"{K}/news/by-slug/12a/", id="int-rejects-letters"),
     pytest.param(
         HOST,
@@ -206,7 +217,19 @@ KEEP_QUERY = [
     pytest.param(
         "/search?q=x&lang=en&page=2", f"{K}/find?q=x&lang=ru&page=2", id="params-in-to-win"
     ),
-    pytest.param("/search?q=x&Q=y", f"{K}/find?q=x&lang=ru", id="consumed-param-not-appended"),
+    pytest.param(
+        "/search?q=x&Q=y", f"{K}/find?q=y&lang=ru", id="consumed-param-last-value-not-appended"
+    ),
+    pytest.param(
+        "/keep?a=1&b=2&a=3",
+        f"{K}/kept?a=3&b=2",
+        id="repeated-kept-param-once-last-value-at-first-place-as-in-php",
+    ),
+    pytest.param(
+        "/search?page=1&q=x&page=2&q=y",
+        f"{K}/find?q=y&lang=ru&page=2",
+        id="repeated-capture-and-kept-param-last-values",
+    ),
     pytest.param(
         "/search?q=%E1%FE%E4%E6%E5%F2",
         f"{K}/find?q=%D0%B1%D1%8E%D0%B4%D0%B6%D0%B5%D1%82&lang=ru",
@@ -377,7 +400,8 @@ def many_map(tmp_path_factory: pytest.TempPathFactory) -> RedirectMap:
         pytest.param(HOST, "/d?ID=3&x=1&y=2", "/three/3", id="three-conditions-win"),
         pytest.param(HOST, "/d?x=1&y=2", "/xy", id="no-indexed-condition"),
         pytest.param(HOST, "/d?ID=aB", "/ab", id="literal-ignores-case"),
-        pytest.param(HOST, "/d?id=2&ID=3", "/lit/2", id="first-value-counts"),
+        pytest.param(HOST, "/d?id=2&ID=3", "/lit/3", id="repeated-name-last-value-wins-as-in-php"),
+        pytest.param(HOST, "/d?ID=3&ID=11", "/int/11", id="last-value-wins-in-the-literal-index"),
         pytest.param(HOST, "/d?ID=zz", "/plain", id="no-condition-holds"),
         pytest.param(HOST, "/d", "/plain", id="no-params"),
         pytest.param("int.khabarovskadm.ru", "/d?ID=5", "/int-host-5", id="host-scope-first"),

@@ -223,6 +223,77 @@ def test_whole_segment_and_tail(from_text: str, whole_segment: bool, whole_tail:
     assert (step.is_whole_segment, step.is_whole_tail) == (whole_segment, whole_tail)
 
 
+# --- what ``from`` compiles to: spec corrections of §2 and §3 ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("from_text", "path", "conditions"),
+    [
+        ("/a%3Cid%3E", "/a<id>", ()),
+        ("/a%3cid%3e", "/a<id>", ()),
+        ("/a%3Cint:id%3E/", "/a<int:id>", ()),
+        ("/x?a=%3Cid%3E", "/x", (("a", "<id>"),)),
+        ("/this?=2", "/this", ()),
+        ("/x?a=1&=2", "/x", (("a", "1"),)),
+        ("/x?=<id>&a=1", "/x", (("a", "1"),)),
+        ("/x?=", "/x", ()),
+        ("/a/b//../..", "/a", ()),
+        ("/a/b//..", "/a/b", ()),
+        ("/a//..", "/a", ()),
+        ("/a/%2F/../b", "/a/b", ()),
+        ("//../../a", "/a", ()),
+        ("/a/./b/../c", "/a/c", ()),
+    ],
+    ids=[
+        "escaped-angle-brackets-are-literal-not-a-placeholder",
+        "lowercase-escapes-too-are-literal",
+        "an-escaped-converter-is-literal-text-too",
+        "an-escaped-placeholder-in-a-query-value-is-a-literal-value",
+        "empty-query-name-dropped-as-in-a-request",
+        "empty-query-name-dropped-beside-a-condition",
+        "empty-query-name-with-a-placeholder-dropped-capture-unbound",
+        "empty-name-and-value-dropped",
+        "dot-dot-removes-the-empty-segment-between-slashes-as-a-browser",
+        "one-dot-dot-removes-only-the-empty-segment",
+        "dot-dot-after-double-slash-stays-in-the-folder",
+        "an-escaped-slash-makes-an-empty-segment-that-dot-dot-removes",
+        "never-above-the-root",
+        "plain-dot-segments-still-resolved",
+    ],
+)
+def test_from_compiles_to(from_text: str, path: str, conditions: tuple[tuple[str, str]]) -> None:
+    compiled = rule(from_text)
+    assert compiled.is_exact
+    assert compiled.path == path
+    assert tuple((c.key, c.literal) for c in compiled.conditions) == conditions
+    assert compiled.captures == {}
+
+
+@pytest.mark.parametrize(
+    ("from_text", "literals", "converters"),
+    [
+        ("/a%3C<id>", ("a<", ""), (None,)),
+        ("/n/<int:id>%3E.html", ("", ">.html"), ("int",)),
+        ("/n/%3Cb%3E%2F<x>%3C", ("", "<"), (None,)),
+        ("/n/x//../<id>", ("", ""), (None,)),
+    ],
+    ids=[
+        "an-escaped-bracket-beside-a-real-placeholder-is-literal-text",
+        "an-escaped-closing-bracket-after-a-placeholder-is-literal-text",
+        "an-escaped-slash-in-literal-text-is-a-separator-once-decoded",
+        "dot-segments-resolved-around-placeholders-as-in-a-request",
+    ],
+)
+def test_placeholders_found_as_written(
+    from_text: str, literals: tuple[str, ...], converters: tuple[str | None, ...]
+) -> None:
+    steps = rule(from_text).steps
+    assert steps is not None
+    step = steps[-1]
+    assert isinstance(step, SegmentPattern)
+    assert (step.literals, step.converters) == (literals, converters)
+
+
 # --- errors --------------------------------------------------------------------------------
 
 
@@ -238,7 +309,7 @@ def test_whole_segment_and_tail(from_text: str, whole_segment: bool, whole_tail:
         ("/n/<a>/<a>", "used twice"),
         ("/n/<a", "malformed placeholder"),
         ("/a?x", "must be NAME=VALUE"),
-        ("/a?=1", "empty name"),
+        ("/a?=%zz", "query value:"),
         ("/a?utm_source=1", "ignores"),
         ("/a?x=1&X=2", "two conditions"),
         ("/a?<n>=1", "cannot stand in a query name"),
@@ -246,6 +317,8 @@ def test_whole_segment_and_tail(from_text: str, whole_segment: bool, whole_tail:
         ("/a?x=<float:p>", "not allowed in a query value"),
         ("/a?x=a<n>", "must be the whole value"),
         ("/a%", "path:"),
+        ("/a<id%3E", "malformed placeholder"),
+        ("/a%3Cid>", "malformed placeholder"),
     ],
     ids=[
         "from must not be empty",
@@ -257,7 +330,7 @@ def test_whole_segment_and_tail(from_text: str, whole_segment: bool, whole_tail:
         "a capture name is used once",
         "an unclosed placeholder",
         "a condition needs a value",
-        "a condition needs a name",
+        "a dropped empty name's value must still decode",
         "an ignored name can never be significant",
         "one condition per name, in any case",
         "query names are literal",
@@ -265,6 +338,8 @@ def test_whole_segment_and_tail(from_text: str, whole_segment: bool, whole_tail:
         "an unknown converter in a query",
         "a query placeholder is the whole value",
         "a bad escape in the path",
+        "'%3E' never closes a placeholder: '<id%3E' is an unclosed one",
+        "a raw '>' after an escaped '<' is a stray bracket, not a placeholder",
     ],
 )
 def test_parse_from_errors(from_text: str, words: str) -> None:

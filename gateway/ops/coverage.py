@@ -231,14 +231,14 @@ def decide_keys(
 
 
 def canonical_key(url: LegacyURL, case_sensitive: bool) -> tuple[object, ...]:
-    """Return a URL's canonical identity: host, folded path, significant first values."""
+    """Return a URL's canonical identity: host, folded path, significant last values (§2)."""
     params = url.params
     if not params:
         return (url.host, url.path, ())
     if len(params) == 1:
         only = params[0]
         return (url.host, url.path, ((only.key, fold(only.value, case_sensitive)),))
-    values = url.first_values()
+    values = url.last_values()
     return (
         url.host,
         url.path,

@@ -61,7 +61,7 @@ def _plural(n: int, word: str) -> str:
 def shape_of(url: LegacyURL, case_sensitive: bool) -> tuple[object, ...]:
     """Return the draft an unmapped URL belongs to: host, numbers collapsed to None."""
     segments = url.path.split("/")[1:] if url.path != "/" else []
-    values = url.first_values() if url.params else {}
+    values = url.last_values() if url.params else {}
     return (
         url.host,
         tuple(None if _numeric(s) else s for s in segments),

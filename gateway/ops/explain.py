@@ -17,7 +17,10 @@ from gateway.banner import archive_url, banner_language
 from gateway.canonical import (
     Malformed,
     canonical_host,
+    canonical_query,
     decode,
+    fold,
+    last_params,
     resolve_segments,
     split_target,
     wire_bytes,
@@ -152,31 +155,29 @@ def _path_step(redirect_map: RedirectMap, raw_path: str) -> PathStep:
         encoding = "utf-8"
     except UnicodeDecodeError:
         encoding = "windows-1251"
+    # The server's own steps (canonical_path): dot segments, then repeated '/' (§3).
     segments = tuple(resolve_segments(decoded))
-    text = "/" + "/".join(segments)
-    canonical = text if redirect_map.site.case_sensitive else text.lower()
+    canonical = fold("/" + "/".join(segments), redirect_map.site.case_sensitive)
     return PathStep(shown(raw_path), decoded, encoding, segments, canonical)
 
 
 def _query_step(redirect_map: RedirectMap, raw_query: str) -> QueryStep | None:
     if not raw_query:
         return None
-    significant: list[tuple[str, str]] = []
-    ignored: list[str] = []
+    is_ignored = redirect_map.site.is_ignored
+    raw = wire_bytes(raw_query)
     try:
-        for pair in wire_bytes(raw_query).replace(b";", b"&").split(b"&"):
-            name_raw, _, value_raw = pair.partition(b"=")
-            name = decode(name_raw.replace(b"+", b" "))
-            value = decode(value_raw.replace(b"+", b" "))
-            if not name:
-                continue
-            if redirect_map.site.is_ignored(name):
-                ignored.append(name)
-            else:
-                significant.append((name, value))
+        # What the server counts (canonical_query, then LegacyURL.last_params): each
+        # significant name once, with its last value (§2).
+        significant = last_params(canonical_query(raw, is_ignored))
+        ignored = canonical_query(raw, lambda name: not is_ignored(name))
     except Malformed as exc:
         return QueryStep(shown(raw_query), error=str(exc))
-    return QueryStep(shown(raw_query), tuple(significant), tuple(ignored))
+    return QueryStep(
+        shown(raw_query),
+        tuple((p.name, p.value) for p in significant),
+        tuple(p.name for p in ignored),
+    )
 
 
 def printable(text: str) -> str:

@@ -222,11 +222,11 @@ def _compile_row(
         )
         new = ""
     segments = url.path.split("/")[1:] if url.path != "/" else []
-    first = url.first_values()
+    values = url.last_values()
     names: dict[str, str] = {}
     for p in url.params:
         names.setdefault(p.key, p.name)
-    params = [(names[k], fold(v, site.case_sensitive)) for k, v in first.items()]
+    params = [(names[k], fold(v, site.case_sensitive)) for k, v in values.items()]
     text = from_text(row_host, segments, params)
     fields: dict[str, Any] = {"from": text, "status": status}
     if new:
