@@ -52,15 +52,15 @@ def test_check_bundled_map_exits_0() -> None:
     code, out, _ = run("check", "--map", str(BUNDLED_MAP))
     assert code == 0
     assert out == (
-        f"{BUNDLED_MAP}: 16 rules (10 exact, 2 query, 0 pattern, 4 gone),"
-        " 4 hosts (+1 alias): 0 errors, 0 warnings\n"
+        f"{BUNDLED_MAP}: 20 rules (11 exact, 2 query, 3 pattern, 4 gone),"
+        " 18 hosts (+1 alias): 0 errors, 0 warnings\n"
     )
 
 
 def test_check_map_option_defaults_to_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GATEWAY_MAP", str(BUNDLED_MAP))
     code, out, _ = run("check")
-    assert code == 0 and out.startswith(f"{BUNDLED_MAP}: 16 rules")
+    assert code == 0 and out.startswith(f"{BUNDLED_MAP}: 20 rules")
 
 
 def test_check_a_map_that_does_not_load_exits_1(write_map: WriteMap) -> None:

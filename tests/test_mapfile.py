@@ -785,11 +785,31 @@ def test_map_of_includes_only(write_map: WriteMap) -> None:
 
 def test_bundled_map_loads() -> None:
     loaded = load_map(BUNDLED_MAP)
-    assert len(loaded.rules) == 16
-    assert set(loaded.hosts.values()) == {
+    assert len(loaded.rules) == 20
+    # The four old subsites, the domain's other hosts by name, then the wildcard (§1a).
+    assert loaded.named_hosts == (
         "khabarovskadm.ru",
         "int.khabarovskadm.ru",
         "edu.khabarovskadm.ru",
         "dms.khabarovskadm.ru",
-    }
+        *(
+            f"{name}.khabarovskadm.ru"
+            for name in (
+                "archive",
+                "dasiz",
+                "duma",
+                "eaist",
+                "geoportal",
+                "health",
+                "ksp",
+                "mail",
+                "nko",
+                "owa",
+                "pmp",
+                "services",
+                "youth",
+            )
+        ),
+    )
+    assert set(loaded.hosts.values()) == {*loaded.named_hosts, "*.khabarovskadm.ru"}
     assert loaded.host_of("www.khabarovskadm.ru") == "khabarovskadm.ru"

@@ -112,7 +112,7 @@ def test_unknown_or_missing_host(gunicorn_bundled: GunicornServer, host: str | N
 def test_health_on_an_ip_host(gunicorn_bundled: GunicornServer) -> None:
     response = gunicorn_bundled.request("/-/health", host="127.0.0.1")
     assert (response.status, response.header("Cache-Control")) == (200, "no-store")
-    assert b'"rules":16' in response.body
+    assert b'"rules":20' in response.body
 
 
 HOSTILE = [
