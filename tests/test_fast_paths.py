@@ -63,6 +63,9 @@ ASCII_PIECES = st.sampled_from(
         "x y",
         "?",
         "é",
+        "<",
+        ">",
+        "%3C",
     ]
 )
 TEXT = st.lists(ASCII_PIECES, max_size=12).map("".join)
@@ -300,6 +303,13 @@ FROM_PIECES = st.sampled_from(
         "\x01",
         "-",
         "İ",
+        # Spec §2 corrections: escaped brackets are literal, an empty query name is dropped.
+        "%3C",
+        "%3e",
+        "%3Cid%3E",
+        "<",
+        "=2",
+        "&=",
     ]
 )
 
@@ -491,6 +501,13 @@ CSV_FROM = st.lists(
             "?ID=Ab",
             "?Utm_x=1",
             "?a.b-C_d=E.f",
+            "%3C",
+            "%3E",
+            "%3Cid%3E",
+            "<",
+            "?=2",
+            "&=3",
+            "/b//../..",
         ]
     ),
     max_size=8,
@@ -550,6 +567,11 @@ def test_csv_fast_path_equals_the_general_path_on_any_row(
         "other.ru/a,/x/,,",
         "https://int.example.ru/a,/x/,,",
         "int.example.ru?ID=1,/x/,,",
+        "/a%3Cid%3E,/x/,,",
+        "/a%3cint:id%3e/,/x/,301,",
+        "/this?=2,/x/,,",
+        "/x?a=1&=2,/x/,,",
+        "/a/b//../..,/x/,,",
     ],
     ids=[
         "query value keeps its letters only when case-sensitive",
@@ -564,6 +586,11 @@ def test_csv_fast_path_equals_the_general_path_on_any_row(
         "a host the map does not serve",
         "a full URL",
         "a host with no path",
+        "escaped angle brackets are a literal path, not a placeholder",
+        "an escaped converter is literal text",
+        "an empty query name is dropped",
+        "an empty query name beside a condition is dropped",
+        "dot segments resolved with the empty segment of '//' counted",
     ],
 )
 @pytest.mark.parametrize("case_sensitive", [False, True], ids=["folded", "case-sensitive"])
@@ -572,3 +599,34 @@ def test_csv_fast_path_equals_the_general_path_on_chosen_rows(
 ) -> None:
     fast, slow = _csv_both(f"from,to,status,note\n{row}\n", case_sensitive)
     assert fast == slow
+
+
+@pytest.mark.parametrize(
+    ("row", "path", "conditions"),
+    [
+        ("/a%3Cid%3E,/x/,,", "/a<id>", ()),
+        ("/a%3Cint:id%3E,,410,", "/a<int:id>", ()),
+        ("/this?=2,/x/,,", "/this", ()),
+        ("/x?a=1&=2,/x/,,", "/x", (("a", "1"),)),
+        ("/a/b//../..,/x/,,", "/a", ()),
+    ],
+    ids=[
+        "escaped-brackets-compile-to-an-exact-rule-not-a-placeholder",
+        "an-escaped-converter-is-an-exact-rule",
+        "empty-query-name-dropped-not-refused",
+        "empty-query-name-dropped-beside-a-condition",
+        "dot-dot-removes-the-empty-segment-of-double-slash",
+    ],
+)
+@pytest.mark.parametrize("fast", [True, False], ids=["fast-path", "general-path"])
+def test_csv_rows_of_the_spec_corrections_compile_to(
+    row: str, path: str, conditions: tuple[tuple[str, str], ...], fast: bool
+) -> None:
+    """Spec §2/§3 corrections: the CSV row compiles the same on either path, without a problem."""
+    text = f"from,to,status,note\n{row}\n"
+    with contextlib.nullcontext() if fast else fastpaths.disabled():
+        rules, problems = compile_csv(CSV_SITE, CSV_HOSTS, "t.csv", text)
+    assert problems == []
+    assert [
+        (r.is_exact, r.path, tuple((c.key, c.literal) for c in r.conditions)) for r in rules
+    ] == [(True, path, conditions)]

@@ -304,3 +304,44 @@ def test_multi_placeholder_segments_capture_as_the_regex_would(
         assume("/" not in text)  # a segment never holds a slash; only a tail does
     expected = step.regex.match(text)
     assert step.match(text) == (expected.groups() if expected else None)
+
+
+def _rfc3986_remove_dot_segments(path: str) -> str:
+    """RFC 3986 §5.2.4 as written: the oracle for resolve_segments (spec §3)."""
+    inp, out = path, ""
+    while inp:
+        if inp.startswith("../"):
+            inp = inp[3:]
+        elif inp.startswith("./"):
+            inp = inp[2:]
+        elif inp.startswith("/./"):
+            inp = "/" + inp[3:]
+        elif inp == "/.":
+            inp = "/"
+        elif inp.startswith("/../") or inp == "/..":
+            inp = "/" + inp[4:]
+            out = out[: max(out.rfind("/"), 0)]
+        elif inp in (".", ".."):
+            inp = ""
+        else:
+            cut = inp.find("/", 1)
+            cut = len(inp) if cut < 0 else cut
+            out, inp = out + inp[:cut], inp[cut:]
+    return out
+
+
+@PROPERTY_SETTINGS
+@given(
+    segments=st.lists(
+        st.sampled_from(["", ".", "..", "a", "b", "...", ".a", "index.php"]), max_size=10
+    )
+)
+def test_dot_segments_resolve_as_rfc_3986_then_slashes_collapse(segments: list[str]) -> None:
+    """Spec §3: resolve_segments is RFC 3986's remove_dot_segments, then '//' collapsed."""
+    from gateway.canonical import INDEX_FILES, resolve_segments
+
+    path = "/" + "/".join(segments)
+    expected = [s for s in _rfc3986_remove_dot_segments(path).split("/") if s]
+    while expected and expected[-1] in INDEX_FILES:
+        expected.pop()
+    assert resolve_segments(path) == expected
