@@ -28,6 +28,7 @@ _BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 # Accept-Language is read this far and no further: a real one is under 100 characters, and
 # a header of thousands of entries would cost more to parse than the answer (issue 13).
 MAX_ACCEPT_LANGUAGE = 256
+_LANGUAGE_RANGE = re.compile(r"[A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*")  # RFC 4647, "*" aside
 # What was asked for is a file, not a page: uploads and the usual document and image types.
 FILE_EXTENSIONS = frozenset(
     {
@@ -154,7 +155,7 @@ class BannerPage:
 def is_file(path: str) -> bool:
     """Say whether a canonical path names an uploaded file rather than a page."""
     last = path.rpartition("/")[2]
-    extension = last.rpartition(".")[2] if "." in last else ""
+    extension = last.rpartition(".")[2].lower() if "." in last else ""
     return path.startswith("/upload/") or extension in FILE_EXTENSIONS
 
 
@@ -178,8 +179,8 @@ def banner_language(
         primary = tag.lower().partition("-")[0]
         if primary in weights:
             weights[primary] = max(weights[primary], quality)
-        elif primary != "*" and quality > 0:
-            named = True
+        elif quality > 0 and _LANGUAGE_RANGE.fullmatch(tag):
+            named = True  # a real language that is neither (zh, ja); not "*", not garbage
     if named and weights["en"] == weights["ru"] == 0.0:
         return "en"
     return "en" if weights["en"] > weights["ru"] else "ru"
