@@ -386,3 +386,83 @@ def test_cli_bad_map_exits_1(write_map: WriteMap) -> None:
     result = CliRunner().invoke(main, ["export", "csv", "--map", str(path)])
     assert result.exit_code == 1
     assert f"{path}:" in result.stderr
+
+
+# Spec §2/§3 corrections: rules that now compile to exact, condition-free paths.
+CORRECTIONS_MAP = """\
+version: 1
+site:
+  new_site: https://khv27.ru
+hosts:
+  khabarovskadm.ru: {}
+archive:
+  notice:
+    ru: "Архив."
+rules:
+  - {from: "/lt%3Cid%3E", to: /lt/}
+  - {from: "/this?=2", to: /this/}
+  - {from: "/a/b//../..", to: /a/}
+  - {from: "/c", to: /c/}
+"""
+
+
+@pytest.mark.parametrize(
+    ("key", "location"),
+    [
+        ("/lt%3Cid%3E", "https://khv27.ru/lt/"),
+        ("/lt%3Cid%3E/index.php", "https://khv27.ru/lt/"),
+        ("/this", "https://khv27.ru/this/"),
+        ("/a", "https://khv27.ru/a/"),
+    ],
+    ids=[
+        "escaped-brackets-are-an-exact-key-nginx-answers-as-the-gateway",
+        "its-index-spelling-too",
+        "a-from-with-an-empty-query-name-is-condition-free",
+        "a-from-with-dots-after-double-slash-keys-on-its-resolved-path",
+    ],
+)
+def test_nginx_keys_of_the_spec_corrections(write_map: WriteMap, key: str, location: str) -> None:
+    redirect_map = load_map(write_map(CORRECTIONS_MAP))
+    text, report = export_nginx(redirect_map, listen="8081", upstream="127.0.0.1:8080")
+    every = nginx_map_entries(text, "$legacy_gw_every")
+    assert every[key] == f"301 {location}"
+    # nginx compares ignoring ASCII case (escapes' hex digits too): the gateway agrees.
+    for spelling in (key, key.upper(), key.lower()):
+        outcome = decide(redirect_map, "GET", "khabarovskadm.ru", spelling)
+        assert isinstance(outcome, Redirect)
+        assert (outcome.status, outcome.location) == (301, location)
+    assert report.answered["exact"] == 4
+
+
+@pytest.mark.parametrize(
+    ("target", "location"),
+    [
+        ("/a/b//../..", "https://khv27.ru/a/"),
+        ("/c/x//..", None),
+        ("/c/x//../..", "https://khv27.ru/c/"),
+        ("/c/x/%2F/../..", None),
+        ("//c", "https://khv27.ru/c/"),
+        ("/this?=2", "https://khv27.ru/this/"),
+        ("/lt<id>", "https://khv27.ru/lt/"),
+    ],
+    ids=[
+        "dot-segments-with-double-slash",
+        "dot-dot-removes-the-empty-segment-not-x-as-merging-slashes-first-would",
+        "two-dot-dots-remove-the-empty-segment-and-x",
+        "escaped-slash-empty-segments-count-too",
+        "double-slash",
+        "any-query",
+        "raw-angle-brackets",
+    ],
+)
+def test_nginx_hands_dots_slashes_and_queries_to_the_gateway(
+    write_map: WriteMap, target: str, location: str | None
+) -> None:
+    """What nginx would resolve its own way is no key: the gateway answers it (§7)."""
+    redirect_map = load_map(write_map(CORRECTIONS_MAP))
+    text, _ = export_nginx(redirect_map, listen="8081", upstream="127.0.0.1:8080")
+    keys = {k.lower() for k in nginx_map_entries(text, "$legacy_gw_every")}
+    assert target.lower() not in keys
+    outcome = decide(redirect_map, "GET", "khabarovskadm.ru", target)
+    found = outcome.location if isinstance(outcome, Redirect) else None
+    assert found == location
