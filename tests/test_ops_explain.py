@@ -210,3 +210,47 @@ def test_typed_cyrillic_is_sent_as_utf8(bundled: RedirectMap) -> None:
     typed = explain(bundled, "/search/?q=бюджет")
     escaped = explain(bundled, "/search/?q=%D0%B1%D1%8E%D0%B4%D0%B6%D0%B5%D1%82")
     assert typed.response == escaped.response
+
+
+@pytest.mark.parametrize(
+    ("url", "lines"),
+    [
+        pytest.param(
+            "/press-center/news/detail.php?ID=5&utm_source=x&ID=7",
+            [
+                "    significant ID=7",
+                "    ignored    utm_source",
+                "    captures   id=7",
+                "    Location: https://khv27.ru/news/7/",
+            ],
+            id="repeated-name-shows-its-last-value-as-the-server-counts-it",
+        ),
+        pytest.param(
+            "/search/?q=a&x=1&Q=b",
+            ["    significant Q=b&x=1", "    Location: https://khv27.ru/search/?Q=b&x=1"],
+            id="repeated-name-once-at-its-first-place-as-keep-query-passes-it",
+        ),
+        pytest.param(
+            "/press-center/news/x//../..",
+            [
+                "    decoded    /press-center/news/x//../..",
+                "    segments   press-center | news",
+                "    canonical  /press-center/news",
+            ],
+            id="dot-segments-resolved-before-slashes-collapse-as-the-server",
+        ),
+    ],
+)
+def test_steps_follow_the_spec_corrections(
+    bundled: RedirectMap, url: str, lines: list[str]
+) -> None:
+    explanation = explain(bundled, url)
+    text = render(explanation).splitlines()
+    for line in lines:
+        assert line in text
+    # The steps shown are the ones the server decided on.
+    outcome = explanation.outcome
+    assert outcome is not None and hasattr(outcome, "url")
+    assert explanation.path is not None and explanation.path.canonical == outcome.url.path
+    shown = explanation.query.significant if explanation.query else ()
+    assert shown == tuple((p.name, p.value) for p in outcome.url.last_params())
