@@ -16,19 +16,15 @@ from dataclasses import dataclass, field
 from urllib.parse import quote, urlsplit
 
 from gateway import fastpaths
-from gateway.canonical import Malformed, Param, decode, decode_parts, fold, resolve_segments
-from gateway.segments import CONVERTERS
+from gateway.canonical import Malformed, Param, decode, fold, resolve_segments
+from gateway.segments import CONVERTERS, PLACEHOLDER, Placeholder, from_segments
+from gateway.segments import RuleError as RuleError
 from gateway.segments import SegmentPattern as SegmentPattern
 from gateway.segments import Step as Step
 
-PLACEHOLDER = re.compile(r"<(?:([a-z]+):)?([A-Za-z_][A-Za-z0-9_]*)>")
 _TARGET_NAME = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _TARGET_SAFE = "/:@!$&'()*+,;=-._~%?#"
 _VALID_ESCAPES = re.compile(r"%(?![0-9A-Fa-f]{2})")
-
-
-class RuleError(ValueError):
-    """A rule that cannot be compiled; the message says why."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,45 +182,6 @@ def _decode_rule_text(text: str, where: str) -> str:
         raise RuleError(f"{where}: {exc}") from None
 
 
-# Where a placeholder stood in a decoded ``from`` path: decoded text never holds a control
-# character (decode refuses them), so this marker cannot be mistaken for the rule's text.
-_MARK = "\x00"
-_MARKED = re.compile("\x00([0-9]+)\x00")
-
-Placeholder = tuple[str | None, str]  # (converter, capture name)
-
-
-def _from_segments(raw_path: str) -> list[tuple[list[str], list[Placeholder]]]:
-    """Split a ``from`` path into its canonical segments: literal texts around placeholders.
-
-    Placeholders are found in the text as written, before any decoding (§2): ``%3C`` is
-    a literal ``<``. Then the literal pieces are decoded (together, as one path, §3),
-    and the dot segments resolved and the empty ones dropped by ``resolve_segments``,
-    the function requests go through, with each placeholder held by a marker. Each
-    segment comes back as its decoded texts (one more than its placeholders) and its
-    placeholders.
-    """
-    raw = PLACEHOLDER.split(raw_path)  # text, conv, name, text, conv, name, ..., text
-    raw_texts = raw[0::3]
-    for text in raw_texts:
-        if "<" in text or ">" in text:
-            raise RuleError(
-                f"malformed placeholder in {raw_path!r}: use <name>, <int:name>, <path:name>"
-                " (a literal '<' or '>' is written %3C, %3E)"
-            )
-    try:
-        texts = decode_parts([text.encode("utf-8") for text in raw_texts])
-    except Malformed as exc:
-        raise RuleError(f"path: {exc}") from None
-    holders: list[Placeholder] = list(zip(raw[1::3], raw[2::3], strict=True))
-    marked = texts[0] + "".join(f"{_MARK}{n}{_MARK}{text}" for n, text in enumerate(texts[1:]))
-    segments: list[tuple[list[str], list[Placeholder]]] = []
-    for segment in resolve_segments(marked):
-        pieces = _MARKED.split(segment)  # text, placeholder number, text, ...
-        segments.append((pieces[0::2], [holders[int(n)] for n in pieces[1::2]]))
-    return segments
-
-
 def _compile_segment(
     texts: list[str],
     holders: list[Placeholder],
@@ -286,7 +243,7 @@ def parse_from(
     if exact_path is not None:
         conditions = _parse_conditions(raw_query, case_sensitive, is_ignored, captures)
         return FromParts(host, exact_path, None, conditions, captures or NO_CAPTURES)
-    segments = _from_segments(raw_path)
+    segments = from_segments(raw_path)
     steps = tuple(
         _compile_segment(texts, holders, case_sensitive, captures, i == len(segments) - 1)
         for i, (texts, holders) in enumerate(segments)

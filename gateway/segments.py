@@ -13,6 +13,8 @@ import bisect
 import re
 from dataclasses import dataclass
 
+from gateway.canonical import Malformed, decode_parts, resolve_segments
+
 
 @dataclass(frozen=True, slots=True)
 class Converter:
@@ -128,3 +130,48 @@ def _match_without_backtracking(step: SegmentPattern, text: str) -> tuple[str, .
         captures.append(text[p:stop])
         p = ends[j][stop]
     return tuple(captures)
+
+
+class RuleError(ValueError):
+    """A rule that cannot be compiled; the message says why."""
+
+
+PLACEHOLDER = re.compile(r"<(?:([a-z]+):)?([A-Za-z_][A-Za-z0-9_]*)>")
+
+# Where a placeholder stood in a decoded ``from`` path: decoded text never holds a control
+# character (decode refuses them), so this marker cannot be mistaken for the rule's text.
+_MARK = "\x00"
+_MARKED = re.compile("\x00([0-9]+)\x00")
+
+Placeholder = tuple[str | None, str]  # (converter, capture name)
+
+
+def from_segments(raw_path: str) -> list[tuple[list[str], list[Placeholder]]]:
+    """Split a ``from`` path into its canonical segments: literal texts around placeholders.
+
+    Placeholders are found in the text as written, before any decoding (§2): ``%3C`` is
+    a literal ``<``. Then the literal pieces are decoded (together, as one path, §3),
+    and the dot segments resolved and the empty ones dropped by ``resolve_segments``,
+    the function requests go through, with each placeholder held by a marker. Each
+    segment comes back as its decoded texts (one more than its placeholders) and its
+    placeholders.
+    """
+    raw = PLACEHOLDER.split(raw_path)  # text, conv, name, text, conv, name, ..., text
+    raw_texts = raw[0::3]
+    for text in raw_texts:
+        if "<" in text or ">" in text:
+            raise RuleError(
+                f"malformed placeholder in {raw_path!r}: use <name>, <int:name>, <path:name>"
+                " (a literal '<' or '>' is written %3C, %3E)"
+            )
+    try:
+        texts = decode_parts([text.encode("utf-8") for text in raw_texts])
+    except Malformed as exc:
+        raise RuleError(f"path: {exc}") from None
+    holders: list[Placeholder] = list(zip(raw[1::3], raw[2::3], strict=True))
+    marked = texts[0] + "".join(f"{_MARK}{n}{_MARK}{text}" for n, text in enumerate(texts[1:]))
+    segments: list[tuple[list[str], list[Placeholder]]] = []
+    for segment in resolve_segments(marked):
+        pieces = _MARKED.split(segment)  # text, placeholder number, text, ...
+        segments.append((pieces[0::2], [holders[int(n)] for n in pieces[1::2]]))
+    return segments

@@ -295,9 +295,10 @@ def test_multi_placeholder_segments_capture_as_the_regex_would(
     pattern: str, text: str, case_sensitive: bool
 ) -> None:
     """The backtracking-free matcher gives the regex's captures (greedy, leftmost)."""
-    from gateway.rules import SegmentPattern, _compile_segment, _from_segments
+    from gateway.rules import SegmentPattern, _compile_segment
+    from gateway.segments import from_segments
 
-    ((texts, holders),) = _from_segments("/" + pattern)
+    ((texts, holders),) = from_segments("/" + pattern)
     step = _compile_segment(texts, holders, case_sensitive, {}, True)
     assert isinstance(step, SegmentPattern)
     if not step.is_tail:

@@ -25,7 +25,8 @@ from gateway.mapfile import MapError, Problem, RedirectMap, load_map
 from gateway.matcher import Matcher
 from gateway.ops.urls import request_of, to_wire
 from gateway.outcomes import BadRequest, Gone, NotFound, Redirect, UnknownHost
-from gateway.rules import PLACEHOLDER, Rule, SegmentPattern, Step
+from gateway.rules import Rule, SegmentPattern, Step
+from gateway.segments import PLACEHOLDER
 
 
 @dataclass(frozen=True)
