@@ -81,6 +81,19 @@ class Answer:
         return NO_STORE
 
 
+def _own_file(name: str, content_type: str) -> Answer:
+    """Return the row of a file the gateway serves itself: public for an hour, never sniffed."""
+    return Answer(
+        name,
+        Body.FILE,
+        200,
+        Cache.BANNER,
+        content_type=content_type,
+        headers=(("X-Content-Type-Options", "nosniff"),),
+        skip_reason=FURNITURE,
+    )
+
+
 ANSWERS: dict[type, Answer] = {
     Redirect: Answer("redirect", Body.REDIRECT, None, Cache.REDIRECT, coverage="redirect"),
     Gone: Answer("gone", Body.BANNER, 410, Cache.BANNER, headers=BANNER_HEADERS, coverage="gone"),
@@ -112,33 +125,9 @@ ANSWERS: dict[type, Answer] = {
         headers=(("Allow", "GET, HEAD"),),
         skip_reason="method not allowed (405)",
     ),
-    RobotsTxt: Answer(
-        "robots",
-        Body.FILE,
-        200,
-        Cache.BANNER,
-        content_type="text/plain; charset=utf-8",
-        headers=(("X-Content-Type-Options", "nosniff"),),
-        skip_reason=FURNITURE,
-    ),
-    SitemapXml: Answer(
-        "sitemap",
-        Body.FILE,
-        200,
-        Cache.BANNER,
-        content_type="application/xml; charset=utf-8",
-        headers=(("X-Content-Type-Options", "nosniff"),),
-        skip_reason=FURNITURE,
-    ),
-    Favicon: Answer(
-        "favicon",
-        Body.FILE,
-        200,
-        Cache.BANNER,
-        content_type="image/x-icon",
-        headers=(("X-Content-Type-Options", "nosniff"),),
-        skip_reason=FURNITURE,
-    ),
+    RobotsTxt: _own_file("robots", "text/plain; charset=utf-8"),
+    SitemapXml: _own_file("sitemap", "application/xml; charset=utf-8"),
+    Favicon: _own_file("favicon", "image/x-icon"),
     Unavailable: Answer(
         "unavailable",
         Body.PLAIN,
