@@ -10,11 +10,10 @@ turn off what Chromium would fetch by itself (updates, sync, QUIC, first-run pag
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
+
+from tests.support import apt_install
 
 CHROMIUM = "/usr/bin/chromium"
-INSTALL_TIMEOUT = 400  # seconds, per apt-get step
 
 LAUNCH_ARGS = (
     "--headless",
@@ -36,31 +35,7 @@ def _usable() -> bool:
 
 def install_chromium() -> str:
     """Install Debian's chromium; return why it could not be, or '' on success."""
-    if os.geteuid() != 0:
-        return "not root, so apt-get cannot install chromium"
-    if shutil.which("apt-get") is None:
-        return "no apt-get on this machine (not Debian or Ubuntu)"
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (
-        ["apt-get", "update", "-q"],
-        ["apt-get", "install", "-y", "-q", "chromium"],
-    ):
-        try:
-            done = subprocess.run(
-                cmd,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                timeout=INSTALL_TIMEOUT,
-                check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            return f"`{' '.join(cmd)}` failed: {exc}"
-        if done.returncode != 0:
-            tail = "\n".join((done.stdout + done.stderr).splitlines()[-5:])
-            return f"`{' '.join(cmd)}` exited with {done.returncode}:\n{tail}"
-    return ""
+    return apt_install("chromium")
 
 
 def find_or_install_chromium() -> tuple[str | None, str]:

@@ -16,6 +16,7 @@ import atexit
 import contextlib
 import ctypes
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -577,3 +578,35 @@ archive:
 def versioned_table_text(version: str) -> str:
     """The included table of version `version`."""
     return f"from,to,status,note\n/c,/{version}/c,301,\n"
+
+
+APT_TIMEOUT = 400  # seconds, per apt-get step
+
+
+def apt_install(*packages: str) -> str:
+    """Install Debian packages with apt-get; return why they could not be, or '' on success.
+
+    For tests that need a real program (nginx, Chromium) on a clean CI machine.
+    """
+    if os.geteuid() != 0:
+        return f"not root, so apt-get cannot install {' '.join(packages)}"
+    if shutil.which("apt-get") is None:
+        return "no apt-get on this machine (not Debian or Ubuntu)"
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for cmd in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", *packages]):
+        try:
+            done = subprocess.run(
+                cmd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=APT_TIMEOUT,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return f"`{' '.join(cmd)}` failed: {exc}"
+        if done.returncode != 0:
+            tail = "\n".join((done.stdout + done.stderr).splitlines()[-5:])
+            return f"`{' '.join(cmd)}` exited with {done.returncode}:\n{tail}"
+    return ""

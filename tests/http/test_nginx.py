@@ -30,6 +30,7 @@ from tests.support import (
     GunicornServer,
     Response,
     _die_with_parent,
+    apt_install,
     free_port,
     raw_request,
     send_raw,
@@ -38,7 +39,6 @@ from tests.test_export import EXPORT_MAP
 
 pytestmark = [pytest.mark.http, pytest.mark.timeout(900)]  # 900 s: a first apt-get install
 
-INSTALL_TIMEOUT = 400  # seconds, per apt-get step
 NGINX_CANDIDATES = ("/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx")
 
 
@@ -51,31 +51,7 @@ def _find_nginx() -> str | None:
 
 def _install_nginx() -> str:
     """Install Debian's nginx-light; return why it could not be, or '' on success."""
-    if os.geteuid() != 0:
-        return "not root, so apt-get cannot install nginx-light"
-    if shutil.which("apt-get") is None:
-        return "no apt-get on this machine (not Debian or Ubuntu)"
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (
-        ["apt-get", "update", "-q"],
-        ["apt-get", "install", "-y", "-q", "--no-install-recommends", "nginx-light"],
-    ):
-        try:
-            done = subprocess.run(
-                cmd,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                timeout=INSTALL_TIMEOUT,
-                check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            return f"`{' '.join(cmd)}` failed: {exc}"
-        if done.returncode != 0:
-            tail = "\n".join((done.stdout + done.stderr).splitlines()[-5:])
-            return f"`{' '.join(cmd)}` exited with {done.returncode}:\n{tail}"
-    return ""
+    return apt_install("--no-install-recommends", "nginx-light")
 
 
 @pytest.fixture(scope="session")
