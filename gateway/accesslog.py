@@ -99,22 +99,61 @@ def access_line(
     rule = getattr(outcome, "rule", None)
     host = getattr(outcome, "host", None)
     location = outcome.location if type(outcome) is Redirect else None
+    cut: list[str] = []
+
+    def field(name: str, value: str | None) -> str:
+        return _capped(name, value, cut)
+
     # Written out rather than json.dumps(dict): half the cost on the hot path, and the
-    # same JSON (strings through json's own escaping, non-ASCII kept as UTF-8).
-    return (
+    # same JSON (strings through json's own escaping, non-ASCII kept as UTF-8). Every
+    # field from the request is capped (FIELD_BYTES), so no line exceeds MAX_LINE_BYTES.
+    line = (
         f'{{"ts":"{_timestamp()}","pid":{_pid}'
-        f',"method":{_json(_text(environ.get("REQUEST_METHOD")))}'
-        f',"host":{_json(host if host is not None else _text(environ.get("HTTP_HOST")))}'
-        f',"raw_target":{_json(_printable(target))}'
-        f',"path":{_json(url.path if url is not None else None)}'
+        f',"method":{field("method", _text(environ.get("REQUEST_METHOD")))}'
+        f',"host":{field("host", host if host is not None else _text(environ.get("HTTP_HOST")))}'
+        f',"raw_target":{field("raw_target", _printable(target))}'
+        f',"path":{field("path", url.path if url is not None else None)}'
         f',"outcome":{_json(name)},"status":{int(status)}'
-        f',"rule":{_json(rule.source if rule is not None else None)}'
-        f',"location":{_json(location)}'
-        f',"referrer":{_json(_text(environ.get("HTTP_REFERER")))}'
-        f',"user_agent":{_json(_text(environ.get("HTTP_USER_AGENT")))}'
+        f',"rule":{field("rule", rule.source if rule is not None else None)}'
+        f',"location":{field("location", location)}'
+        f',"referrer":{field("referrer", _text(environ.get("HTTP_REFERER")))}'
+        f',"user_agent":{field("user_agent", _text(environ.get("HTTP_USER_AGENT")))}'
         f',"duration_ms":{round(seconds * 1000, 3)!r}'
-        f',"map":{_json(redirect_map.version if redirect_map is not None else None)}}}'
+        f',"map":{_json(redirect_map.version if redirect_map is not None else None)}'
     )
+    # "cut" names the fields shortened, so that `gateway coverage` never replays a cut URL.
+    return line + (f',"cut":[{",".join(_json(c) for c in cut)}]}}' if cut else "}")
+
+
+# Bytes of JSON (quotes and escapes included) each field may take: with the fixed part
+# (about 240 bytes) a line stays under MAX_LINE_BYTES whatever the request carries.
+MAX_LINE_BYTES = 4096
+FIELD_BYTES = {
+    "method": 24,
+    "host": 256,
+    "raw_target": 960,
+    "path": 480,
+    "rule": 200,
+    "location": 960,
+    "referrer": 480,
+    "user_agent": 480,
+}
+_WORST_BYTES_PER_CHAR = 6  # json's \uXXXX for a control character
+
+
+def _capped(name: str, value: str | None, cut: list[str]) -> str:
+    """Return a field as JSON within its byte budget, noting in `cut` when it was shortened."""
+    if value is None:
+        return "null"
+    limit = FIELD_BYTES[name]
+    if len(value) * _WORST_BYTES_PER_CHAR + 2 <= limit:
+        return encode_basestring(value)  # cannot exceed: the usual case, measured once
+    text = encode_basestring(value)
+    if len(text.encode("utf-8")) <= limit:
+        return text
+    cut.append(name)
+    # At most 6 bytes a character, plus the quotes and the 3-byte ellipsis.
+    return encode_basestring(value[: (limit - 5) // _WORST_BYTES_PER_CHAR] + "\u2026")
 
 
 def _json(value: str | None) -> str:

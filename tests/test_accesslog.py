@@ -246,3 +246,56 @@ def test_a_rotated_log_file_is_reopened(
     call(app, "/contacts/")
     assert [line["raw_target"] for line in lines(log_path)] == ["/contacts/"]
     assert len(lines(log_path.with_suffix(".1"))) == 1
+
+
+@pytest.mark.parametrize(
+    ("target", "headers", "cut"),
+    [
+        pytest.param(
+            "/documents/",
+            {"HTTP_USER_AGENT": "\xff" * 8192, "HTTP_REFERER": "\xff" * 8192},
+            ["referrer", "user_agent"],
+            id="8KiB-of-0xFF-in-user-agent-and-referer",
+        ),
+        pytest.param(
+            "/" + "%01" * 2700,
+            {"HTTP_USER_AGENT": "\x01" * 8000, "HTTP_HOST": "a" * 300 + ".khabarovskadm.ru"},
+            ["host", "raw_target", "user_agent"],
+            id="control-characters-escape-six-bytes-each",
+        ),
+        pytest.param(
+            # As WSGI carries them: the UTF-8 bytes, one latin-1 code point each.
+            "/press-center/news/" + "а".encode().decode("latin-1") * 4000,  # noqa: RUF001
+            {"HTTP_USER_AGENT": "😀".encode().decode("latin-1") * 3000},
+            ["raw_target", "path", "user_agent"],
+            id="long-cyrillic-path-and-astral-user-agent",
+        ),
+    ],
+)
+def test_no_line_exceeds_4_kib_whatever_the_request(
+    app: Flask, log_path: Path, target: str, headers: dict[str, str], cut: list[str]
+) -> None:
+    call(app, target, **headers)
+    raw = log_path.read_bytes()
+    assert raw.count(b"\n") == 1
+    assert len(raw) <= accesslog.MAX_LINE_BYTES
+    (line,) = lines(log_path)
+    assert sorted(line["cut"]) == sorted(cut)
+    for name in cut:
+        assert line[name].endswith("\u2026"), name
+
+
+def test_a_short_line_names_nothing_cut(app: Flask, log_path: Path) -> None:
+    call(app, "/documents/", HTTP_USER_AGENT="Mozilla/5.0")
+    (line,) = lines(log_path)
+    assert "cut" not in line
+    assert line["user_agent"] == "Mozilla/5.0"
+
+
+def test_coverage_does_not_replay_a_cut_target() -> None:
+    from gateway.ops.logs import CUT_TARGET, other_line
+
+    line = json.dumps({"method": "GET", "raw_target": "/x\u2026", "cut": ["raw_target"]})
+    assert other_line(line.encode()) == CUT_TARGET
+    whole = json.dumps({"method": "GET", "raw_target": "/x", "cut": ["user_agent"]})
+    assert other_line(whole.encode()) == (None, "/x")

@@ -26,6 +26,7 @@ _URL_LINE = re.compile(rb"(?i)(?:https?://|/)\S*")
 _HOST_LINE = re.compile(rb"[A-Za-z0-9.-]+\.[A-Za-z]{2,}\.?(?::[0-9]+)?/\S*")
 
 OTHER_METHOD = "method other than GET or HEAD"
+CUT_TARGET = "URL cut short in the access log (over 960 bytes)"
 
 Key = tuple[str | None, str]  # (virtual host or None, raw target in wire form)
 
@@ -80,6 +81,9 @@ def other_line(line: bytes) -> Key | str | None:
         method = str(record.get("method") or "GET").upper()
         if method not in ("GET", "HEAD"):
             return OTHER_METHOD
+        cut = record.get("cut")
+        if isinstance(cut, list) and "raw_target" in cut:
+            return CUT_TARGET
         # The gateway's own lines (gateway.accesslog) carry raw_target; its "path" is the
         # canonical path, used only by logs that have nothing better (then with "query").
         target = record.get("raw_target") or record.get("target")
