@@ -38,7 +38,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         state_dir=app.config["STATE_DIR"],
         listener=metrics,
     )
-    web.init_app(app, maps, accesslog.RequestRecorder(metrics))
+    web.init_app(app, maps, accesslog.RequestRecorder(metrics), app.config["SERVICE_ALLOW"])
     app.extensions["gateway.endpoints"]["metrics"] = metrics.endpoint
     return app
 
@@ -49,7 +49,9 @@ def _live_settings(config: dict[str, Any]) -> None:
     MAP_RELOAD_INTERVAL (env GATEWAY_RELOAD_INTERVAL, seconds, 0 = no reload; default 2),
     STATE_DIR (env GATEWAY_STATE_DIR, "off" = no last-known-good copy; default a private
     folder under the temp directory), ACCESS_LOG (env GATEWAY_ACCESS_LOG: "-" = stdout,
-    a file path, or "off"). TESTING apps default to no reload, no copy and no log.
+    a file path, or "off"), SERVICE_ALLOW (env GATEWAY_SERVICE_ALLOW: the addresses, as
+    comma-separated CIDRs, that see /-/health in full and /-/metrics; default loopback).
+    TESTING apps default to no reload, no copy and no log.
     """
     testing = bool(config.get("TESTING"))
     env = os.environ.get
@@ -65,3 +67,6 @@ def _live_settings(config: dict[str, Any]) -> None:
         config["STATE_DIR"] = None
     if "ACCESS_LOG" not in config:
         config["ACCESS_LOG"] = "off" if testing else env("GATEWAY_ACCESS_LOG", "-")
+    if "SERVICE_ALLOW" not in config:
+        config["SERVICE_ALLOW"] = env("GATEWAY_SERVICE_ALLOW", web.SERVICE_ALLOW_DEFAULT)
+    config["SERVICE_ALLOW"] = web.parse_allow(config["SERVICE_ALLOW"])

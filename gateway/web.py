@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import ipaddress
 import logging
 import os
 from collections.abc import Callable, Iterable
@@ -52,6 +53,12 @@ if TYPE_CHECKING:
     from gateway.maps import MapHolder
 
 log = logging.getLogger(__name__)
+
+# Who may read the service endpoints in full: /-/health's detail (map path, last error,
+# pid) and /-/metrics. Anyone else gets health's bare status (load balancers probe it)
+# and a 404 for metrics. With nginx in front, nginx enforces its own allow-list.
+SERVICE_ALLOW_DEFAULT = "127.0.0.0/8,::1/128"
+Networks = tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
 
 OUTCOME_KEY = "gateway.outcome"
 MAP_KEY = "gateway.map"
@@ -175,8 +182,38 @@ def plain(status: int, text: str, **headers: str) -> Response:
     return response
 
 
-def init_app(app: Flask, maps: MapHolder, record: Recorder | None = None) -> None:
+def parse_allow(text: str | Networks) -> Networks:
+    """Read comma-separated CIDRs (GATEWAY_SERVICE_ALLOW); raise ValueError naming a bad one."""
+    if isinstance(text, tuple):
+        return text
+    networks = []
+    for item in (part.strip() for part in str(text).split(",")):
+        if not item:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ValueError(f"GATEWAY_SERVICE_ALLOW: {item!r} is not an address or CIDR") from None
+    return tuple(networks)
+
+
+def _allowed(address: str | None, allow: Networks) -> bool:
+    """Say whether a client address is in the allow-list (no address: not allowed)."""
+    try:
+        ip = ipaddress.ip_address(address or "")
+    except ValueError:
+        return False
+    return any(ip in network for network in allow)
+
+
+def init_app(
+    app: Flask,
+    maps: MapHolder,
+    record: Recorder | None = None,
+    service_allow: Networks | None = None,
+) -> None:
     """Wire the gateway into a Flask app: the middleware in front, one view behind it."""
+    allow = parse_allow(SERVICE_ALLOW_DEFAULT) if service_allow is None else service_allow
     css, style_source = _style()
     csp = (
         f"default-src 'none'; style-src {style_source}; img-src data:; "
@@ -217,6 +254,10 @@ def init_app(app: Flask, maps: MapHolder, record: Recorder | None = None) -> Non
     def service(outcome: ServiceEndpoint) -> Response:
         if request.method not in ("GET", "HEAD"):
             return plain(405, "Method not allowed.", Allow="GET, HEAD")
+        if not _allowed(request.remote_addr, allow):
+            if outcome.name == "health":
+                return health(maps, detail=False)
+            return plain(404, "No such service endpoint.")
         endpoint = endpoints.get(outcome.name)
         return endpoint() if endpoint else plain(404, "No such service endpoint.")
 
@@ -259,17 +300,24 @@ def init_app(app: Flask, maps: MapHolder, record: Recorder | None = None) -> Non
     app.wsgi_app = GatewayMiddleware(maps, app.wsgi_app, record)  # type: ignore[method-assign]
 
 
-def health(maps: MapHolder) -> Response:
+def health(maps: MapHolder, *, detail: bool = True) -> Response:
     """Answer /-/health: which map is served, since when, and the last reload error.
 
     200 while a valid map is served (the map on disk, or its last-known-good copy:
-    "status" says "degraded"), 503 when there is none.
+    "status" says "degraded"), 503 when there is none. Without ``detail`` (a client
+    outside the allow-list) only that status: no path, error, pid or counts.
     """
     state = maps.status()
     current = state.map
     attempt = state.last_attempt_at
+    status = {"map": "ok", "last-known-good": "degraded"}.get(state.serving, "unavailable")
+    if not detail:
+        response = jsonify(status=status)
+        response.status_code = 200 if current else 503
+        response.headers["Cache-Control"] = NO_STORE
+        return response
     response = jsonify(
-        status={"map": "ok", "last-known-good": "degraded"}.get(state.serving, "unavailable"),
+        status=status,
         serving=state.serving,
         version=current.version if current else None,
         rules=len(current.rules) if current else 0,
