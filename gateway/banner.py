@@ -27,7 +27,7 @@ _BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 # Accept-Language is read this far and no further: a real one is under 100 characters, and
 # a header of thousands of entries would cost more to parse than the answer (issue 13).
-MAX_ACCEPT_LANGUAGE = 256
+MAX_ACCEPT_LANGUAGE = 128
 _LANGUAGE_RANGE = re.compile(r"[A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*")  # RFC 4647, "*" aside
 # What was asked for is a file, not a page: uploads and the usual document and image types.
 FILE_EXTENSIONS = frozenset(

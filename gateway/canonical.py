@@ -213,8 +213,13 @@ def last_params(params: Sequence[Param]) -> tuple[Param, ...]:
     return tuple(last.values())
 
 
+MAX_HOST = 300  # a DNS name is at most 253 characters; with a port, far below this
+
+
 def canonical_host(host: str) -> str | None:
     """Return a Host header's canonical name (lowercase, no port or final dot, punycode)."""
+    if len(host) > MAX_HOST:
+        return None  # never a served host, and IDNA-encoding 8 KiB of it costs milliseconds
     host = host.strip().lower()
     # Drop the port; an IPv6 literal keeps its brackets.
     host = host[: host.find("]") + 1] if host.startswith("[") else host.partition(":")[0]

@@ -30,7 +30,7 @@ from urllib.parse import quote
 
 from flask import Flask, Response, jsonify, render_template, request
 
-from gateway.banner import URL_CHARS, banner_page
+from gateway.banner import MAX_ACCEPT_LANGUAGE, URL_CHARS, banner_page
 from gateway.crawlers import robots_txt, sitemap, sitemap_xml
 from gateway.decide import decide, fallback
 from gateway.outcomes import (
@@ -223,7 +223,10 @@ def init_app(
     icon = files("gateway").joinpath("static/favicon.ico").read_bytes()
 
     def banner(outcome: Gone | NotFound, redirect_map: RedirectMap) -> Response:
-        page = banner_page(redirect_map, outcome, request.headers.get("Accept-Language", ""))
+        # Read from the environ and cut before any decoding: a 1 MB header would otherwise
+        # be re-encoded whole by Werkzeug's header view (issue 13: 1.5x a banner).
+        accept = str(request.environ.get("HTTP_ACCEPT_LANGUAGE", ""))[:MAX_ACCEPT_LANGUAGE]
+        page = banner_page(redirect_map, outcome, accept)
         html = render_template("banner.html", page=page, style=css)
         spec = answer_of(outcome)
         response = Response(html, status=status_of(outcome), mimetype="text/html")
