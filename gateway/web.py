@@ -15,6 +15,7 @@ answer (``decide.fallback``), never a 500.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import ipaddress
 import logging
@@ -44,7 +45,7 @@ from gateway.outcomes import (
     SitemapXml,
     Unavailable,
 )
-from gateway.responses import NO_STORE, Body, answer_of, plain_text, status_of
+from gateway.responses import ANSWERS, NO_STORE, Body, answer_of, plain_text, status_of
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -144,17 +145,21 @@ class GatewayMiddleware:
     ) -> Iterable[bytes]:
         location = outcome.location
         body = redirect_body(location)
-        cache = answer_of(outcome).cache_control(redirect_map.site.redirect_max_age)
         start_response(
-            f"{outcome.status} {HTTPStatus(outcome.status).phrase}",
+            _STATUS_LINES[outcome.status],
             [
                 ("Location", location),
-                ("Cache-Control", cache),
+                ("Cache-Control", _redirect_cache(redirect_map.site.redirect_max_age)),
                 ("Content-Type", "text/html; charset=utf-8"),
                 ("Content-Length", str(len(body))),  # HEAD: the length GET would send
             ],
         )
         return [] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
+
+
+# Built once: the hot path formats neither a status line nor a Cache-Control per request.
+_STATUS_LINES = {s: f"{s} {HTTPStatus(s).phrase}" for s in (301, 302, 307, 308)}
+_redirect_cache = functools.lru_cache(maxsize=8)(ANSWERS[Redirect].cache_control)
 
 
 def redirect_body(location: str) -> bytes:
