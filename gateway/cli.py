@@ -17,8 +17,13 @@ import click
 from gateway import DEFAULT_MAP
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any, TypeVar
+
     from gateway.mapfile import RedirectMap
     from gateway.ops.export import ExportReport
+
+    F = TypeVar("F", bound=Callable[..., Any])
 
 MAP_OPTION = click.option(
     "--map",
@@ -378,6 +383,25 @@ OUTPUT_OPTION = click.option(
 )
 
 
+def _service_allow(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> tuple[str, ...]:
+    """Check each --service-allow CIDR now: a bad one is a usage error (exit 2)."""
+    from gateway.ops.export import ExportError
+    from gateway.ops.nginx_conf import service_network
+
+    try:
+        return tuple(service_network(value) for value in values)
+    except ExportError as exc:
+        raise click.BadParameter(str(exc).partition(": ")[2], ctx, param) from None
+
+
+def _front_int(flag: str, default: int, low: int, text: str) -> Callable[[F], F]:
+    high = 300 if flag == "--client-timeout" else 250_000
+    kind, helps = click.IntRange(low, high), f"--standalone: {text}"
+    return click.option(flag, type=kind, default=default, show_default=True, help=helps)
+
+
 @export.command("nginx")
 @MAP_OPTION
 @click.option(
@@ -387,16 +411,61 @@ OUTPUT_OPTION = click.option(
     help="What the server listens on: PORT or HOST:PORT, with ' ssl' for TLS; repeatable.",
 )
 @click.option("--upstream", required=True, help="The gateway behind nginx: HOST:PORT.")
+@click.option(
+    "--standalone",
+    is_flag=True,
+    help="Write a whole nginx.conf for `nginx -p DIR -c FILE` (a hardened front), "
+    "not an include for your own http { }.",
+)
+@_front_int("--max-connections", 4096, 16, "client connections it is sized to hold at once.")
+@_front_int("--per-address", 64, 1, "requests in progress per client address; 429 past that.")
+@_front_int("--client-timeout", 10, 1, "seconds for the header, between body reads, writes.")
+@click.option(
+    "--service-allow",
+    multiple=True,
+    metavar="CIDR",
+    callback=_service_allow,
+    help="--standalone: who may read /-/ (health, metrics); repeatable. "
+    "Default 127.0.0.1/32 and ::1/128; others get 404.",
+)
 @OUTPUT_OPTION
 @click.option("-v", "--verbose", is_flag=True, help="List every rule handed on, and why.")
+@click.pass_context
 def export_nginx_command(
-    map_path: str, listen: tuple[str, ...], upstream: str, output: str | None, verbose: bool
+    ctx: click.Context,
+    /,
+    map_path: str,
+    listen: tuple[str, ...],
+    upstream: str,
+    standalone: bool,
+    output: str | None,
+    verbose: bool,
+    **front: Any,
 ) -> None:
-    """Write an nginx include (maps + one server) that answers what it can, proxies the rest."""
-    from gateway.ops.export import ExportError, export_nginx
+    """Write an nginx include (maps + one server) that answers what it can, proxies the rest.
 
+    With --standalone, a whole nginx.conf around the same server: client timeouts,
+    connection sizing, a per-address limit, /-/ for an allow-list only.
+    """
+    from click.core import ParameterSource
+
+    from gateway.ops.export import ExportError, export_nginx
+    from gateway.ops.nginx_conf import DEFAULT_SERVICE_ALLOW, Front, export_standalone
+
+    given = [n for n in front if ctx.get_parameter_source(n) is ParameterSource.COMMANDLINE]
+    if given and not standalone:
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise click.UsageError(f"{flags}: only with --standalone")
+    front["service_allow"] = front["service_allow"] or DEFAULT_SERVICE_ALLOW
     try:
-        text, report = export_nginx(_export_map(map_path), listen=listen, upstream=upstream)
+        redirect_map = _export_map(map_path)
+        if standalone:
+            options = Front(**front)
+            text, report = export_standalone(
+                redirect_map, listen=listen, upstream=upstream, front=options
+            )
+        else:
+            text, report = export_nginx(redirect_map, listen=listen, upstream=upstream)
     except ExportError as exc:
         raise click.BadParameter(str(exc)) from None
     _export_write(text, output)
