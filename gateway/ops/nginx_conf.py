@@ -238,14 +238,23 @@ def _server(front: Front) -> list[str]:
         "    # What nginx would answer with a 5xx for the client's own request is a 400: an",
         "    # unknown Transfer-Encoding (501) or HTTP version, e.g. HTTP/2.0 (505). It takes",
         "    # a URI: a named location cannot serve a request line nginx could not parse.",
-        "    error_page 501 505 =400 /-/nginx/400;",
+        "    error_page 400 501 505 =400 /-/nginx/400;",
         "    # A gateway down or stuck (502, 504) is a 503 with Retry-After: temporary, so",
         "    # crawlers keep the old URLs and come back.",
         "    error_page 502 504 =503 /-/nginx/503;",
-        "    location = /-/nginx/400 {",
-        "        internal;",
-        "        return 400;",
-        "    }",
+        "    # Refusals from inside location / (whose add_header passes the gateway's own",
+        "    # Cache-Control) get the server's no-store here.",
+        *(f"    error_page {code} /-/nginx/{code};" for code in (413, 429)),
+        *(
+            line
+            for code in (400, 413, 429)
+            for line in (
+                f"    location = /-/nginx/{code} {{",
+                "        internal;",
+                f"        return {code};",
+                "    }",
+            )
+        ),
         "    location = /-/nginx/503 {",
         "        internal;",
         f"        add_header Retry-After {RETRY_AFTER} always;",
