@@ -28,6 +28,7 @@ from gateway.ops.export import (
     export_nginx,
     path_spellings,
 )
+from gateway.ops.nginx_conf import Front, export_standalone
 from gateway.outcomes import Redirect
 from tests.support import WriteMap
 
@@ -466,3 +467,50 @@ def test_nginx_hands_dots_slashes_and_queries_to_the_gateway(
     outcome = decide(redirect_map, "GET", "khabarovskadm.ru", target)
     found = outcome.location if isinstance(outcome, Redirect) else None
     assert found == location
+
+
+# --- the standalone front (issue 13); tests/http/test_front.py runs it under attack ---
+
+
+def test_standalone_holds_the_include_form_and_sizes_itself(export_map: RedirectMap) -> None:
+    include, _ = export_nginx(export_map, listen="8081", upstream="127.0.0.1:8080")
+    front = Front(max_connections=1000, per_address=10, client_timeout=7)
+    text, _ = export_standalone(export_map, listen="8081", upstream="127.0.0.1:8080", front=front)
+    assert "limit_conn" not in include and "backlog" not in include  # include form unchanged
+    include = include.replace("listen 8081;", "listen 8081 backlog=1000;")
+    body = [f"    {line}" if line else "" for line in include.splitlines() if line[:1] != "#"]
+    lines = iter(text.splitlines())
+    assert all(any(got == want for got in lines) for want in body), "include form not kept"
+    number = {k: int(v) for k, v in re.findall(r"^\s*(\w+) (\d+);$", text, re.M)}
+    assert number["worker_connections"] >= 2 * 1000
+    assert number["worker_rlimit_nofile"] >= 2 * number["worker_connections"]
+    for directive in (
+        "limit_conn legacy_gw_addr 10;",
+        "limit_conn_status 429;",
+        "send_timeout 7s;",
+    ):
+        assert directive in text
+    assert not re.search(r"^\s*(pid|error_log|access_log|\w+_temp_path) /", text, re.M)
+    assert not re.search(r"^\s*(user|daemon) ", text, re.M)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--standalone", "--service-allow", "10.0.0.1/8"], "10.0.0.1/8 has host bits set"),
+        (["--standalone", "--service-allow", "localhost"], "does not appear to be an IPv4 or IPv6"),
+        (["--service-allow", "10.0.0.0/8"], "--service-allow: only with --standalone"),
+        (["--standalone", "--per-address", "0"], "--per-address"),
+        (["--standalone", "--max-connections", "100", "--per-address", "200"], "--per-address"),
+        (["--standalone", "--listen", "443 ssl"], "writes no certificates"),
+    ],
+    ids=["host-bits", "not-a-cidr", "without-standalone", "zero", "over-max", "ssl"],
+)
+def test_cli_standalone_refuses_bad_flags(
+    export_map: RedirectMap, args: list[str], message: str
+) -> None:
+    base = ["export", "nginx", "--map", export_map.path, "--listen", "80", "--upstream", "gw:8080"]
+    result = CliRunner().invoke(main, [*base, *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr and "Traceback" not in result.output
+    assert isinstance(result.exception, SystemExit)
