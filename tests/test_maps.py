@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -250,8 +251,8 @@ def test_a_change_during_the_load_is_loaded_again(
     calls: list[str] = []
     real_load = holder_module.load_map
 
-    def load_then_change(path: str | os.PathLike[str]) -> RedirectMap:
-        loaded = real_load(path)
+    def load_then_change(path: str | os.PathLike[str], **options: Any) -> RedirectMap:
+        loaded = real_load(path, **options)
         calls.append(loaded.version)
         if len(calls) == 1:
             write_version(live.parent, "v3")  # lands after the read, before the swap

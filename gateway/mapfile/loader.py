@@ -11,12 +11,16 @@ from __future__ import annotations
 import gc
 import glob
 import hashlib
+import json
 import os
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from gateway.archive.index import KeySettings, build_index, default_index_dir
+from gateway.archive.reader import ArchiveError
 from gateway.crawlers import RESERVED_PATHS
 from gateway.mapfile.schema import (
     TOP_KEYS,
@@ -71,21 +75,39 @@ def _include_files(
             yield Path(match), os.path.normpath(os.path.join(shown_base, relative))
 
 
-def load_map(path: str | os.PathLike[str]) -> RedirectMap:
-    """Load and validate a map and its includes; raise MapError listing every problem."""
+def load_map(
+    path: str | os.PathLike[str],
+    *,
+    archive_base: str | None = None,
+    index_dir: str | None = None,
+    archive_optional: bool = False,
+) -> RedirectMap:
+    """Load and validate a map and its includes; raise MapError listing every problem.
+
+    The web archives of ``archive.warc`` (spec §8) are found relative to `archive_base`
+    (default: the map's folder; a last-known-good copy passes the original's), indexed
+    with the cache in `index_dir` (default: ``archive-index`` in the state directory).
+    With `archive_optional` an archive file that does not read is left out and named in
+    ``archive_problems`` instead of failing the load (a last-known-good copy serves on).
+    """
     # The cyclic collector off while loading: a 100k-rule map makes about a million
     # objects and no cycles, and the collections their allocation triggers cost a third
     # of the load time (measured, issue 5). Garbage is still freed by reference counts.
     enabled = gc.isenabled()
     gc.disable()
     try:
-        return _load_map(path)
+        return _load_map(path, archive_base, index_dir, archive_optional)
     finally:
         if enabled:
             gc.enable()
 
 
-def _load_map(path: str | os.PathLike[str]) -> RedirectMap:
+def _load_map(
+    path: str | os.PathLike[str],
+    archive_base: str | None,
+    index_dir: str | None,
+    archive_optional: bool,
+) -> RedirectMap:
     """Do the work of load_map."""
     main = Path(path)
     shown = os.fspath(path)
@@ -152,7 +174,20 @@ def _load_map(path: str | os.PathLike[str]) -> RedirectMap:
     if problems or archive is None:
         raise MapError(problems)
     rules = tuple(ctx.rules)
-    return RedirectMap(
+    files_version = digest.hexdigest()[:16]
+    warc_base = Path(archive_base) if archive_base is not None else base
+    warc_shown = shown_base if archive_base is None else archive_base
+    warc_files, warc_patterns = _archive_files(archive.warc, warc_base, warc_shown)
+    for warc_file, _ in warc_files:
+        # By path, size and mtime: hashing gigabytes at each reload would be slow (§8).
+        try:
+            st = os.stat(warc_file)
+            state = f"{st.st_size}:{st.st_mtime_ns}"
+        except OSError:
+            state = "missing"
+        relative = os.path.relpath(warc_file, warc_base)
+        digest.update(b"\0warc\0" + relative.encode() + b"\0" + state.encode())
+    redirect_map = RedirectMap(
         path=shown,
         site=site,
         hosts=hosts,
@@ -163,7 +198,66 @@ def _load_map(path: str | os.PathLike[str]) -> RedirectMap:
         loaded_at=datetime.now(UTC),
         matcher=Matcher(rules, case_sensitive=site.case_sensitive),
         include_patterns=tuple(include_patterns),
+        archive_files=tuple(f for f, _ in warc_files),
+        archive_patterns=warc_patterns,
+        files_version=files_version,
     )
+    if not warc_files:
+        return redirect_map
+    captures, errors = build_index(
+        warc_files,
+        KeySettings(
+            redirect_map.host_of,
+            site.case_sensitive,
+            site.is_ignored,
+            _settings_fingerprint(redirect_map),
+        ),
+        index_dir if index_dir is not None else default_index_dir(),
+    )
+    archive_problems = tuple(
+        Problem(e.file, -1 if e.offset is None else e.offset, _archive_message(e)) for e in errors
+    )
+    if archive_problems and not archive_optional:
+        raise MapError(list(archive_problems))
+    return replace(redirect_map, captures=captures, archive_problems=archive_problems)
+
+
+def _archive_message(error: ArchiveError) -> str:
+    if error.offset is None:
+        return error.message
+    return f"the record at byte {error.offset}: {error.message}"
+
+
+def _archive_files(
+    patterns: tuple[str, ...], base: Path, shown_base: str
+) -> tuple[list[tuple[str, str]], tuple[str, ...]]:
+    """Return the archive files (path, shown name) the patterns name, and the globs joined.
+
+    A path that is no glob is listed even when missing (a load error, §8); a glob that
+    matches nothing is not an error. Each file once, in the order the patterns list them.
+    """
+    found: dict[str, str] = {}
+    globs = []
+    for pattern in patterns:
+        joined = str(base / pattern)
+        if glob.has_magic(pattern):
+            globs.append(joined)
+            matches = sorted(glob.glob(joined))
+        else:
+            matches = [joined]
+        for match in matches:
+            relative = os.path.relpath(match, base)
+            found.setdefault(match, os.path.normpath(os.path.join(shown_base, relative)))
+    return list(found.items()), tuple(globs)
+
+
+def _settings_fingerprint(redirect_map: RedirectMap) -> str:
+    """Return a hash of what shapes a capture's key: hosts, case rule, ignored names."""
+    site = redirect_map.site
+    text = json.dumps(
+        [sorted(redirect_map.hosts.items()), site.case_sensitive, list(site.ignore_query)]
+    )
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _duplicates(rules: list[Rule]) -> list[Problem]:

@@ -211,8 +211,9 @@ def parse_archive(report: Report, node: Any, line: int) -> Archive | None:
     if not isinstance(node, YMap):
         report.error(line, "'archive:' is required: a mapping with notice.ru")
         return None
-    report.unknown_keys(node, ("notice", "wayback", "english"), "archive")
+    report.unknown_keys(node, ("notice", "wayback", "english", "warc"), "archive")
     english = _english_sections(report, node)
+    warc = _warc_patterns(report, node)
     notice = report.typed(node, "notice", YMap, "archive.notice")
     wayback = report.typed(node, "wayback", str, "archive.wayback")
     if wayback is not None and not re.match(r"https?://[^/\s]+/\S*\Z", wayback):
@@ -233,8 +234,30 @@ def parse_archive(report: Report, node: Any, line: int) -> Archive | None:
             report.error(notice.line, "archive.notice.ru is required and must not be empty")
         return None
     return Archive(
-        notice_ru=ru.strip(), notice_en=(en or ru).strip(), wayback=wayback, english=english
+        notice_ru=ru.strip(),
+        notice_en=(en or ru).strip(),
+        wayback=wayback,
+        english=english,
+        warc=warc,
     )
+
+
+def _warc_patterns(report: Report, node: YMap) -> tuple[str, ...]:
+    """Parse ``archive.warc``: paths or globs of .warc, .warc.gz and .wacz files (spec §8)."""
+    if isinstance(node.get("warc"), str):
+        items = [(str(node["warc"]).strip(), node.key_lines["warc"])]
+    else:
+        items = text_list(report, node, "warc", "archive.warc") or []
+    patterns = []
+    for pattern, pline in items:
+        if not pattern.lower().endswith((".warc", ".warc.gz", ".wacz")):
+            report.error(
+                pline,
+                f"archive.warc {pattern!r}: only .warc, .warc.gz and .wacz files are web archives",
+            )
+            continue
+        patterns.append(pattern)
+    return tuple(patterns)
 
 
 def _english_sections(report: Report, node: YMap) -> tuple[tuple[str | None, str], ...]:

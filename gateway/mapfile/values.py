@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from gateway.archive.index import EMPTY, ArchiveIndex
 from gateway.canonical import canonical_host, ignore_matcher
 from gateway.matcher import Matcher
 from gateway.rules import Rule
@@ -37,7 +38,11 @@ DEFAULT_IGNORE_QUERY = (
 
 @dataclass(frozen=True, slots=True)
 class Problem:
-    """One problem in a map file, at a line (0 when it concerns the whole file)."""
+    """One problem in a map file, at a line (0 when it concerns the whole file).
+
+    In a web archive (spec §8) ``line`` is the byte offset of the broken record, or -1
+    when the problem is the whole file's: shown as ``FILE: error: ...``.
+    """
 
     file: str
     line: int
@@ -45,6 +50,8 @@ class Problem:
     severity: str = "error"
 
     def __str__(self) -> str:
+        if self.line < 0:  # the whole of a file that has no lines (a web archive)
+            return f"{self.file}: {self.severity}: {self.message}"
         return f"{self.file}:{self.line}: {self.severity}: {self.message}"
 
 
@@ -86,11 +93,13 @@ class Site:
 
 @dataclass(frozen=True)
 class Archive:
-    """The ``archive:`` section: the banner's notice and the archived-copy prefix."""
+    """The ``archive:`` section: the banner's notice, the archived-copy prefix, the web archives."""
 
     notice_ru: str
     notice_en: str
     wayback: str | None = None
+    # archive.warc (spec §8): paths or globs of WARC and WACZ files, relative to the map.
+    warc: tuple[str, ...] = ()
     # Sections whose banner is English for every reader: (canonical host or None, prefix).
     english: tuple[tuple[str | None, str], ...] = ()
 
@@ -120,6 +129,15 @@ class RedirectMap:
     matcher: Matcher = field(compare=False, repr=False)
     # The include globs joined to the map's folder: a reload re-globs them to see new files.
     include_patterns: tuple[str, ...] = ()
+    # The web archives (spec §8): the files read, their globs joined to their folder, the
+    # captures they serve; a reload watches them, the last-known-good copy refers to them.
+    archive_files: tuple[str, ...] = ()
+    archive_patterns: tuple[str, ...] = ()
+    captures: ArchiveIndex = field(default=EMPTY, compare=False, repr=False)
+    # The hash of the map's text files alone (version adds the archives' sizes and times).
+    files_version: str = ""
+    # Archive files left out of a last-known-good copy because they no longer read.
+    archive_problems: tuple[Problem, ...] = ()
     # Derived from hosts: ".DOMAIN" for each "*.DOMAIN" key (spec §1a), longest first.
     wildcards: tuple[str, ...] = field(init=False, repr=False, compare=False)
 

@@ -1,8 +1,8 @@
 """The map's files as a reload sees them: what to watch, their fingerprint, and its checks.
 
-Owns stat'ing the map's files and include globs (``Watched``, ``Fingerprint``) and the
-two questions asked of fingerprints: did a load read the files as they are now
-(``consistent``), and when did they last change (``newest_change``).
+Owns stat'ing the map's files, its web archives (spec §8) and their globs (``Watched``,
+``Fingerprint``) and the two questions asked of fingerprints: did a load read the files
+as they are now (``consistent``), and when did they last change (``newest_change``).
 """
 
 from __future__ import annotations
@@ -27,8 +27,11 @@ class Watched:
 
     @classmethod
     def of(cls, redirect_map: RedirectMap) -> Watched:
-        """Return what to watch for a loaded map: its files and its include globs."""
-        return cls(redirect_map.files, redirect_map.include_patterns)
+        """Return what to watch for a loaded map: its files, web archives and their globs."""
+        return cls(
+            redirect_map.files + redirect_map.archive_files,
+            redirect_map.include_patterns + redirect_map.archive_patterns,
+        )
 
     def fingerprint(self) -> Fingerprint:
         """Stat every file and every current match of the globs."""

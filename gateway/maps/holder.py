@@ -45,7 +45,13 @@ class MapHolder:
     ) -> None:
         self.path = os.fspath(path)
         self.reload_interval = reload_interval
-        self.last_good = LastGood(state_dir, self.path) if state_dir is not None else None
+        # The web archives' indexes (spec §8) beside the last-known-good copies.
+        self.index_dir = (
+            os.path.join(os.fspath(state_dir), "archive-index") if state_dir is not None else None
+        )
+        self.last_good = (
+            LastGood(state_dir, self.path, self.index_dir) if state_dir is not None else None
+        )
         self.listener = listener
         self._lock = threading.Lock()  # one load at a time
         self._start_lock = threading.Lock()  # apart: a load may hold _lock for seconds
@@ -107,7 +113,7 @@ class MapHolder:
             started, before = quiet
             attempt_at = datetime.now(UTC)
             try:
-                new = load_map(self.path)
+                new = load_map(self.path, index_dir=self.index_dir)
             except MapError as exc:
                 self._failed(exc.problems, before, started, attempt_at)
                 return False

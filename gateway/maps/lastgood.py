@@ -47,12 +47,15 @@ class LastGood:
     newest, replaced atomically; ``lock`` serialises the workers.
     """
 
-    def __init__(self, state_dir: str | os.PathLike[str], map_path: str) -> None:
+    def __init__(
+        self, state_dir: str | os.PathLike[str], map_path: str, index_dir: str | None = None
+    ) -> None:
         absolute = os.path.abspath(map_path)
         digest = hashlib.sha256(absolute.encode("utf-8", "surrogateescape")).hexdigest()[:12]
         name = re.sub(r"[^A-Za-z0-9._-]", "_", os.path.basename(absolute))[:60]
         self.state_dir = os.fspath(state_dir)
         self.root = os.path.join(self.state_dir, f"{name}-{digest}")
+        self.index_dir = index_dir
 
     def save(self, redirect_map: RedirectMap, seen: Fingerprint) -> bool:
         """Copy the loaded map's files (unchanged since `seen`) and point ``current`` at them."""
@@ -70,7 +73,15 @@ class LastGood:
                 snapshot = os.path.realpath(os.path.join(self.root, "current"))
                 with open(os.path.join(snapshot, "manifest.json"), encoding="utf-8") as f:
                     manifest = json.load(f)
-                loaded = load_map(os.path.join(snapshot, manifest["main"]))
+                # The web archives are not copied (they can be gigabytes): the copy reads
+                # them where the map found them, and serves without one that no longer reads.
+                archive_base = manifest.get("archive_base")
+                loaded = load_map(
+                    os.path.join(snapshot, manifest["main"]),
+                    archive_base=archive_base if isinstance(archive_base, str) else None,
+                    index_dir=self.index_dir,
+                    archive_optional=True,
+                )
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -83,7 +94,9 @@ class LastGood:
                 indent(describe_problems(exc.problems)),
             )
             return None
-        if loaded.version != manifest.get("version"):
+        expected = manifest.get("files_version")
+        found = loaded.files_version if expected is not None else loaded.version
+        if found != (expected if expected is not None else manifest.get("version")):
             log.error("the last-known-good copy in %s was altered; not using it", self.root)
             return None
         return loaded
@@ -111,7 +124,9 @@ class LastGood:
                 manifest = {
                     "main": main,
                     "version": redirect_map.version,
+                    "files_version": redirect_map.files_version,
                     "source": os.path.abspath(redirect_map.path),
+                    "archive_base": os.path.dirname(os.path.abspath(redirect_map.path)),
                     "saved_at": datetime.now(UTC).isoformat(),
                 }
                 with open(os.path.join(staging, "manifest.json"), "w", encoding="utf-8") as f:
