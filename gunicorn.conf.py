@@ -7,7 +7,10 @@ instead of booting workers that would each fail on it.
     GATEWAY_MAP      map file (default: redirects.yaml in the working directory)
     GATEWAY_BIND     address to listen on (default: 127.0.0.1:8080)
     GATEWAY_WORKERS  worker processes (default: the number of CPUs)
-    GATEWAY_THREADS  threads per worker (default: 4)
+    GATEWAY_THREADS  threads per worker (default: 4): requests served at once per worker
+    GATEWAY_HEADER_TIMEOUT  seconds a client has to send its whole request head, from
+                     its connect or its first byte after a keep-alive wait (default: 10);
+                     past it the connection is closed (gateway/workers.py)
 
 Live operations (gateway/maps.py, metrics.py, accesslog.py; docs/operations.md):
 
@@ -48,11 +51,43 @@ def _env_int(name: str, default: int) -> int:
     return value
 
 
+def _env_seconds(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < 3600:
+        sys.exit(f"gateway: {name} must be a number of seconds above 0, not {raw!r}")
+    return value
+
+
 bind = os.environ.get("GATEWAY_BIND", "127.0.0.1:8080")
 workers = _env_int("GATEWAY_WORKERS", os.cpu_count() or 2)
-# Threads, because a request is CPU-light and a slow client should not hold a process.
-worker_class = "gthread"
+# gthread, with request heads read by each worker's main loop and a deadline on them
+# (gateway/workers.py, issue 13). Plain gthread gives each accepted connection to a pool
+# thread that blocks reading its headers with no deadline, so workers x threads = 8 slow
+# or idle clients stalled every request, /-/health included. Measured on 2 cores, 2
+# workers x 4 threads, bundled map, loopback (python bench/slow_clients.py --candidates
+# gthread,deadline,gevent; 256 slow-header + 64 idle + 64 slow-POST connections from
+# 127.0.0.2-9, one byte every 10 s; GET / from 127.0.0.1 every 0.2 s, 2 s deadline):
+#   gthread   12 of 12 legitimate requests failed; 0 of 384 attack connections closed
+#   deadline  0 of 124 failed, max 52 ms; slow heads and idle closed at 10.2 s, slow
+#             bodies answered 405 and closed at 0.1 s; wrk -t2 -c50 GET /: 0.95-1.06 of
+#             gthread pair by pair; a 100k-rule map reload under a 20 ms probe: max 259 ms
+#   gevent    0 of 124 failed (its keepalive timeout bounds a head: closed at 5 s);
+#             throughput 1.27-1.53 of gthread, but the map load (1.3 s at 100k rules)
+#             runs in a greenlet and stops the worker's loop: a request waited 1,299 ms
+# Each worker holds up to worker_connections (1000) sockets; a head not complete after
+# GATEWAY_HEADER_TIMEOUT seconds is closed, so holding all 2,000 takes 200 new
+# connections a second. Threads serve requests only: one never waits on a client's head.
+worker_class = "gateway.workers.DeadlineThreadWorker"
 threads = _env_int("GATEWAY_THREADS", 4)
+worker_connections = 1000
+# Validated here (gunicorn would not); the worker reads it from the environment.
+os.environ["GATEWAY_HEADER_TIMEOUT"] = repr(_env_seconds("GATEWAY_HEADER_TIMEOUT", 10.0))
 # Off: with SO_REUSEPORT (gunicorn >= 24) each worker listens on a socket of its own, and
 # a worker that stops (HUP, a graceful restart) closes it with connections still queued
 # on it, which get a reset: measured 5 resets in 8 HUPs under a steady request loop, and

@@ -317,6 +317,37 @@ def attack_run(name: str, workdir: Path, args: argparse.Namespace) -> dict[str, 
     return {"probe": result, "stats": stats}
 
 
+def reload_run(name: str, map_dir: Path, workdir: Path, seconds: float = 12.0) -> None:
+    """Latency of GET / every 20 ms while the map in `map_dir` is reloaded, 3 s in.
+
+    Each worker's map watcher loads the new map in a thread; under gevent that thread is
+    a greenlet, so the CPU-bound load blocks the worker's event loop while it runs.
+    """
+    from bench.run import gunicorn_server
+
+    server = gunicorn_server(name, "wsgi:app", map_dir, workdir, overrides=CANDIDATES[name])
+    server.env["GATEWAY_WORKERS"] = "2"
+    server.workers = 2
+    server.start(timeout=300)
+    try:
+        expected = get_home(server.port).key()
+        answers = []
+        changed = False
+        start = time.monotonic()
+        while time.monotonic() - start < seconds:
+            if not changed and time.monotonic() - start > 3:
+                with (map_dir / "redirects.yaml").open("a") as f:
+                    f.write(f"# reload {time.time()}\n")
+                changed = True
+            answers.append(get_home(server.port, deadline=5.0))
+            time.sleep(0.02)
+    finally:
+        server.stop()
+    result = ProbeResult(answers, expected)
+    slow = sum(1 for a in answers if a.latency > 0.25)
+    print(f"reload {name}: {result.line()}; {slow} took over 250 ms")
+
+
 def wrk_rps(port: int, seconds: int) -> float:
     done = subprocess.run(
         ["wrk", "-t2", "-c50", f"-d{seconds}s", "-H", f"Host: {HOST}", f"http://127.0.0.1:{port}/"],
@@ -364,10 +395,19 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--wrk-seconds", type=int, default=10)
     parser.add_argument("--no-throughput", action="store_true")
+    parser.add_argument(
+        "--reload-map",
+        type=Path,
+        help="a folder with a large redirects.yaml (bench/genmap.py): time a reload of it",
+    )
     args = parser.parse_args()
     names = [n for n in args.candidates.split(",") if n]
     with tempfile.TemporaryDirectory(prefix="slow-clients-") as tmp:
         workdir = Path(tmp)
+        if args.reload_map:
+            for name in names:
+                reload_run(name, args.reload_map.resolve(), workdir)
+            return
         for name in names:
             attack_run(name, workdir, args)
         if not args.no_throughput:

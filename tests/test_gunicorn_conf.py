@@ -30,8 +30,9 @@ BAD_MAP = """
 
 
 def load_conf(monkeypatch: pytest.MonkeyPatch, **env: str) -> dict[str, Any]:
-    for name in ("GATEWAY_BIND", "GATEWAY_WORKERS", "GATEWAY_THREADS"):
-        monkeypatch.delenv(name, raising=False)
+    for name in ("GATEWAY_BIND", "GATEWAY_WORKERS", "GATEWAY_THREADS", "GATEWAY_HEADER_TIMEOUT"):
+        monkeypatch.setenv(name, "")  # unset, and put back as it was afterwards
+        monkeypatch.delenv(name)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     return runpy.run_path(str(GUNICORN_CONF))
@@ -42,7 +43,9 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert conf["bind"] == "127.0.0.1:8080"
     assert conf["workers"] == (os.cpu_count() or 2)
     assert conf["threads"] == 4
-    assert conf["worker_class"] == "gthread"
+    assert conf["worker_class"] == "gateway.workers.DeadlineThreadWorker"
+    assert conf["worker_connections"] == 1000
+    assert os.environ["GATEWAY_HEADER_TIMEOUT"] == "10.0"
     assert conf["limit_request_line"] == 8190
     assert conf["control_socket_disable"] is True
 
@@ -58,6 +61,27 @@ def test_environment_sizes_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_bad_count_stops_with_a_message(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
     with pytest.raises(SystemExit, match=f"GATEWAY_WORKERS must be a positive integer.*{value}"):
         load_conf(monkeypatch, GATEWAY_WORKERS=value)
+
+
+def test_the_worker_class_is_gthread_with_a_header_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from gunicorn.util import load_class
+    from gunicorn.workers.gthread import ThreadWorker
+
+    from gateway.workers import header_timeout
+
+    conf = load_conf(monkeypatch, GATEWAY_HEADER_TIMEOUT="2.5")
+    assert issubclass(load_class(conf["worker_class"]), ThreadWorker)
+    assert header_timeout() == 2.5
+
+
+@pytest.mark.parametrize("value", ["soon", "0", "-1", "1e9"])
+def test_a_bad_header_timeout_stops_with_a_message(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    with pytest.raises(SystemExit, match=f"GATEWAY_HEADER_TIMEOUT must be a number.*{value}"):
+        load_conf(monkeypatch, GATEWAY_HEADER_TIMEOUT=value)
 
 
 def _refusal(map_path: Path, tmp_path: Path) -> ServerStartError:
