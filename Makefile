@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 GATEWAY_MAP ?= redirects.yaml
 GATEWAY_BIND ?= 127.0.0.1:8080
 
-.PHONY: all install run test lint typecheck fmt bench fuzz clean help
+.PHONY: all install run test lint typecheck fmt bench bench-front fuzz clean help
 
 # The first target is the default: check everything, destroy nothing.
 all: test ## the default: same as make test
@@ -46,6 +46,11 @@ fmt: $(STAMP) ## format and apply ruff's safe fixes
 BENCH_ARGS ?=
 bench: $(STAMP) ## run the benchmarks: wrk vs bare WSGI and nginx, micro (bench/run.py)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# BENCH_FRONT_ARGS, e.g. --duration 10; needs nginx (and wrk for its last figure).
+BENCH_FRONT_ARGS ?=
+bench-front: $(STAMP) ## the standalone nginx front under 3,700 slow/idle connections, 2,000-conn load
+	$(BIN)/python bench/front.py $(BENCH_FRONT_ARGS)
 
 # FUZZ_TIME (s per harness, default 120), HYPOTHESIS_MAX_EXAMPLES (10000), FAULT_REWRITES (100).
 fuzz: $(STAMP) ## atheris fuzzers, properties at 10000 examples, full fault injection
