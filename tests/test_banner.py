@@ -161,7 +161,11 @@ def test_accept_language_is_read_to_its_limit_only(
     assert len(head) == MAX_ACCEPT_LANGUAGE == 128
     header = head + ", ".join(["ru"] * (10_000 - MAX_ACCEPT_LANGUAGE // 4))
     assert header.count(",") + 1 == 10_000
-    assert banner_language(outcome, header) == banner_language(outcome, header[:MAX_ACCEPT_LANGUAGE]) == "en"
+    assert (
+        banner_language(outcome, header)
+        == banner_language(outcome, header[:MAX_ACCEPT_LANGUAGE])
+        == "en"
+    )
     assert banner_page(bundled, outcome, header).lang == "en"
     # Read past the limit, the same header is Russian: the limit is what decides.
     monkeypatch.setattr(gateway.banner, "MAX_ACCEPT_LANGUAGE", len(header))
