@@ -17,7 +17,7 @@ from werkzeug.http import parse_accept_header
 
 from gateway.canonical import Malformed, decode, wire_bytes
 from gateway.mapfile import RedirectMap
-from gateway.outcomes import Gone, NotFound
+from gateway.outcomes import Archived, Gone, NotFound
 from gateway.responses import status_of
 
 # Characters a URL may carry as they are; anything else from the request is escaped.
@@ -160,7 +160,7 @@ def is_file(path: str) -> bool:
 
 
 def banner_language(
-    outcome: Gone | NotFound, accept_language: str, *, english_section: bool = False
+    outcome: Gone | NotFound | Archived, accept_language: str, *, english_section: bool = False
 ) -> str:
     """Choose the banner's language: English for /en/ and /eng/ or when preferred over Russian.
 
@@ -238,3 +238,36 @@ def banner_page(
         requested_url=requested_text(outcome),
         is_file=is_file(outcome.url.path),
     )
+
+
+# The banner over an archived page (spec §8): the notice, the capture's date, the way home.
+ARCHIVED_TEXTS: Mapping[str, Mapping[str, str]] = {
+    "ru": {"copy": "Архивная копия страницы от {date}.", "home": TEXTS["ru"]["home"]},
+    "en": {"copy": "Archived copy of this page, captured on {date}.", "home": TEXTS["en"]["home"]},
+}
+_MONTHS_EN = "January February March April May June July August September October November December"
+
+
+def capture_date(date: str, lang: str) -> str:
+    """Return a capture's WARC-Date as the banner shows it: 20.02.2021, or 20 February 2021."""
+    day, month, year = date[8:10], date[5:7], date[:4]
+    if not (day.isdigit() and month.isdigit() and year.isdigit()) or not 1 <= int(month) <= 12:
+        return date
+    if lang == "en":
+        return f"{int(day)} {_MONTHS_EN.split()[int(month) - 1]} {year}"
+    return f"{day}.{month}.{year}"
+
+
+def archived_banner(
+    redirect_map: RedirectMap, outcome: Archived, accept_language: str
+) -> tuple[str, list[list[tuple[str, str | None]]]]:
+    """Return the language and the lines (text, link) of the banner over an archived page."""
+    archive = redirect_map.archive
+    english = archive.is_english(outcome.host, outcome.url.path)
+    lang = banner_language(outcome, accept_language, english_section=english)
+    words = ARCHIVED_TEXTS[lang]
+    home_url = redirect_map.site.new_site + "/"
+    notice = archive.notice_en if lang == "en" else archive.notice_ru
+    copy = words["copy"].format(date=capture_date(outcome.capture.date, lang))
+    home = words["home"].format(host=urlsplit(home_url).netloc)
+    return lang, [[(notice, None)], [(copy + " ", None), (home, home_url)]]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gateway.archive.index import Capture
 from gateway.canonical import LegacyURL
 from gateway.rules import Rule
 
@@ -40,6 +41,19 @@ class NotFound:
     url: LegacyURL
     host: str
     reason: str = "no rule matches"
+
+
+@dataclass(frozen=True, slots=True)
+class Archived:
+    """No rule answered, the web archive did (spec §8): the old page itself, under the notice.
+
+    ``via``: the captured redirects followed to reach it (their URLs), in order.
+    """
+
+    capture: Capture
+    url: LegacyURL
+    host: str
+    via: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +112,7 @@ class ServiceEndpoint:
 Outcome = (
     Redirect
     | Gone
+    | Archived
     | NotFound
     | UnknownHost
     | BadRequest

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from gateway.outcomes import (
+    Archived,
     BadRequest,
     Favicon,
     Gone,
@@ -48,6 +49,7 @@ class Body(Enum):
     PLAIN = "plain"  # one line of text/plain
     FILE = "file"  # a file of the gateway's own: robots.txt, sitemap.xml, the icon
     SERVICE = "service"  # a /-/ endpoint answers for itself
+    ARCHIVED = "archived"  # a capture from the web archive: the page under the banner, or bytes
 
 
 class Cache(Enum):
@@ -97,6 +99,15 @@ def _own_file(name: str, content_type: str) -> Answer:
 ANSWERS: dict[type, Answer] = {
     Redirect: Answer("redirect", Body.REDIRECT, None, Cache.REDIRECT, coverage="redirect"),
     Gone: Answer("gone", Body.BANNER, 410, Cache.BANNER, headers=BANNER_HEADERS, coverage="gone"),
+    # The Content-Security-Policy, Memento-Datetime, Link and ETag come from the renderer.
+    Archived: Answer(
+        "archived",
+        Body.ARCHIVED,
+        200,
+        Cache.BANNER,
+        headers=(("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-referrer")),
+        coverage="archived",
+    ),
     NotFound: Answer(
         "not_found", Body.BANNER, 404, Cache.BANNER, headers=BANNER_HEADERS, coverage="unmapped"
     ),

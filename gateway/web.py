@@ -30,11 +30,18 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
 from flask import Flask, Response, jsonify, render_template, request
+from werkzeug.exceptions import RequestedRangeNotSatisfiable
+from werkzeug.http import http_date
 
-from gateway.banner import MAX_ACCEPT_LANGUAGE, URL_CHARS, banner_page
+from gateway.archive import ArchiveError
+from gateway.archive.html import banner_html, decode_page, rewrite_page
+from gateway.archive.payload import open_payload, stream_payload
+from gateway.archive.reader import parse_date
+from gateway.banner import MAX_ACCEPT_LANGUAGE, URL_CHARS, archived_banner, banner_page
 from gateway.crawlers import robots_txt, sitemap, sitemap_xml
 from gateway.decide import decide, fallback
 from gateway.outcomes import (
+    Archived,
     Favicon,
     Gone,
     NotFound,
@@ -241,6 +248,60 @@ def init_app(
         response.headers["Content-Language"] = page.lang
         return response
 
+    def archived(outcome: Archived, redirect_map: RedirectMap) -> Response:
+        """Render a capture (spec §8): an HTML page under the banner, or the bytes captured."""
+        capture = outcome.capture
+        spec = answer_of(outcome)
+        mime = capture.mime or "application/octet-stream"
+        tag = hashlib.sha256(f"{capture.path}\0{capture.offset}\0{capture.date}".encode())
+        length = capture.payload_length
+        if mime.partition(";")[0].strip().lower() in HTML_TYPES:
+            try:
+                body = open_payload(capture).read()
+            except ArchiveError as exc:
+                log.error("archived copy unreadable: %s", exc)
+                missing = NotFound(outcome.url, outcome.host, "archived copy unreadable")
+                return banner(missing, redirect_map)
+            accept = str(request.environ.get("HTTP_ACCEPT_LANGUAGE", ""))[:MAX_ACCEPT_LANGUAGE]
+            lang, lines = archived_banner(redirect_map, outcome, accept)
+            page = rewrite_page(
+                decode_page(body, mime),
+                page_url=capture.url,
+                request_host=outcome.host,
+                host_of=redirect_map.host_of,
+                banner=banner_html(lang, lines),
+            )
+            response = Response(page, status=200, mimetype="text/html")
+            response.headers["Content-Language"] = lang
+            response.headers["Vary"] = "Accept-Language"
+            tag.update(f"\0{lang}\0{redirect_map.version}".encode())
+        else:
+            # Streamed, the file opened only when the body is sent (not for HEAD or 304).
+            response = Response(stream_payload(capture), status=200, content_type=mime)
+            response.direct_passthrough = True
+            if length >= 0:
+                response.content_length = length
+        response.headers.update(spec.headers)
+        response.headers["Cache-Control"] = spec.cache_control(redirect_map.site.redirect_max_age)
+        response.headers["Content-Security-Policy"] = archived_csp(redirect_map)
+        when = parse_date(capture.date)
+        if when is not None:
+            response.headers["Memento-Datetime"] = http_date(when)
+        original = quote(capture.url, safe=URL_CHARS + "#")
+        link = f'<{original}>; rel="original"'
+        if redirect_map.archive.wayback:
+            link += f', <{redirect_map.archive.wayback}{original}>; rel="timegate"'
+        response.headers["Link"] = link
+        response.set_etag(tag.hexdigest()[:32])
+        ranges = response.direct_passthrough and length > 0
+        try:
+            response.make_conditional(
+                request, accept_ranges=ranges, complete_length=length if ranges else None
+            )
+        except RequestedRangeNotSatisfiable:
+            return plain(416, "Range not satisfiable.", **{"Content-Range": f"bytes */{length}"})
+        return response
+
     def own_file(outcome: RobotsTxt | SitemapXml | Favicon, redirect_map: RedirectMap) -> Response:
         body: str | bytes | None = icon
         if not isinstance(outcome, Favicon):
@@ -285,6 +346,12 @@ def init_app(
             return response
         if isinstance(outcome, (RobotsTxt, SitemapXml, Favicon)):
             return own_file(outcome, redirect_map)
+        if isinstance(outcome, Archived):
+            try:
+                return archived(outcome, redirect_map)
+            except Exception:  # never a 500: the 404 banner, as for a fault in deciding
+                log.exception("rendering the archived copy of %s failed", outcome.capture.url)
+                outcome = NotFound(outcome.url, outcome.host, "archived copy failed to render")
         assert isinstance(outcome, (Gone, NotFound)), spec
         try:
             return banner(outcome, redirect_map)
@@ -308,6 +375,20 @@ def init_app(
     app.wsgi_app = GatewayMiddleware(maps, app.wsgi_app, record)  # type: ignore[method-assign]
 
 
+HTML_TYPES = ("text/html", "application/xhtml+xml")
+
+
+def archived_csp(redirect_map: RedirectMap) -> str:
+    """Return the CSP of an archived copy: no script, no form, fetches from served hosts only."""
+    hosts = " ".join(sorted(redirect_map.hosts))  # wildcards ("*.DOMAIN") are CSP sources too
+    return (
+        f"default-src 'none'; img-src 'self' data: {hosts}; style-src 'self' 'unsafe-inline'"
+        f" {hosts}; font-src 'self' data: {hosts}; media-src 'self' {hosts}; script-src 'none';"
+        " object-src 'none'; frame-src 'none'; connect-src 'none'; form-action 'none';"
+        " base-uri 'none'; frame-ancestors 'none'"
+    )
+
+
 def health(maps: MapHolder, *, detail: bool = True) -> Response:
     """Answer /-/health: which map is served, since when, and the last reload error.
 
@@ -329,6 +410,8 @@ def health(maps: MapHolder, *, detail: bool = True) -> Response:
         serving=state.serving,
         version=current.version if current else None,
         rules=len(current.rules) if current else 0,
+        captures=len(current.captures) if current else 0,
+        archive_problems=[str(p) for p in current.archive_problems] if current else [],
         rules_by_kind=_count_kinds(current) if current else {},
         hosts=sorted(set(current.hosts.values())) if current else [],
         map=current.path if current else maps.path,

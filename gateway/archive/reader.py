@@ -138,7 +138,7 @@ def _member_data_offset(fh: BinaryIO, info: zipfile.ZipInfo, where: str) -> int:
     return info.header_offset + 30 + name_length + extra_length
 
 
-class _Window:
+class Window:
     """A read-only view of `length` bytes of a file from `start`: one WARC, maybe in a zip."""
 
     def __init__(self, fh: BinaryIO, start: int, length: int) -> None:
@@ -176,7 +176,7 @@ class _BrokenRecord(Exception):
     """Raised inside the iterator; turned into an ArchiveError with the record's offset."""
 
 
-class _StrictIterator(ArchiveIterator):  # type: ignore[misc]
+class StrictIterator(ArchiveIterator):  # type: ignore[misc]
     """warcio's iterator, failing where it would warn or stop silently."""
 
     def __init__(self, fileobj: Any) -> None:
@@ -211,8 +211,8 @@ def _warc_records(
     fh: BinaryIO, shown: str, skipped: Counter[str], start: int, length: int
 ) -> Iterator[Record]:
     """Yield the served-kind records of one WARC stream of `length` bytes at `start`."""
-    window = _Window(fh, start, length)
-    iterator = _StrictIterator(window)
+    window = Window(fh, start, length)
+    iterator = StrictIterator(window)
     try:
         for record in iterator:
             if record.format != "warc":
@@ -234,7 +234,7 @@ def _warc_records(
         raise ArchiveError(shown, message, start + iterator.offset) from None
 
 
-def record_format(iterator: _StrictIterator) -> str:
+def record_format(iterator: StrictIterator) -> str:
     """Return the format of the record last read ("warc"; "" before the first)."""
     return str(getattr(iterator.record, "format", "warc"))
 
@@ -256,7 +256,7 @@ def _placed(found: Record, offset: int, length: int) -> Record:
     )
 
 
-def _record(record: Any, iterator: _StrictIterator, skipped: Counter[str]) -> Record | None:
+def _record(record: Any, iterator: StrictIterator, skipped: Counter[str]) -> Record | None:
     """Return the record as the index keeps it, or count why it is skipped (None)."""
     kind = record.rec_type
     if kind not in SERVED_TYPES:
