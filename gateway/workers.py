@@ -165,29 +165,46 @@ class DeadlineThreadWorker(ThreadWorker):  # type: ignore[misc]
         conn.head = bytearray()
         conn.deadline = time.monotonic() + self.header_timeout
         conn.generation += 1
-        self.reading.append((conn.deadline, conn.generation, conn))
-        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_head_readable, conn))
-        # Bytes may already be waiting (a keep-alive client that sent at once).
-        self._on_head_readable(conn, conn.sock)
+        # Bytes may be here already (a kept-alive client that sent at once): then the
+        # connection goes to a thread without ever being registered.
+        state = self._read_some(conn)
+        if state == "wait":
+            self.reading.append((conn.deadline, conn.generation, conn))
+            self.poller.register(
+                conn.sock, selectors.EVENT_READ, partial(self._on_head_readable, conn)
+            )
+        else:
+            self._dispatch(conn, state)
 
     def _on_head_readable(self, conn: _Conn, client: socket.socket) -> None:
+        state = self._read_some(conn)
+        if state != "wait":
+            self._stop_reading(conn)
+            self._dispatch(conn, state)
+
+    def _read_some(self, conn: _Conn) -> str:
+        """Read what is there: "ready" (a whole head, or 64 KiB), "gone" (closed) or "wait"."""
         assert conn.head is not None
         try:
             data = conn.sock.recv(MAX_BUFFERED_HEAD)
         except BlockingIOError:
-            return
+            return "wait"
         except OSError:
-            data = b""
+            return "gone"
         if not data:
-            self._stop_reading(conn)
+            return "gone"
+        head = conn.head
+        head += data
+        if b"\n\r\n" in head or b"\n\n" in head or len(head) >= MAX_BUFFERED_HEAD:
+            return "ready"
+        return "wait"
+
+    def _dispatch(self, conn: _Conn, state: str) -> None:
+        if state == "ready":
+            self.enqueue_req(conn)
+        else:
             self.nr_conns -= 1
             conn.close()
-            return
-        conn.head += data
-        head = conn.head
-        if b"\n\r\n" in head or b"\n\n" in head or len(head) >= MAX_BUFFERED_HEAD:
-            self._stop_reading(conn)
-            self.enqueue_req(conn)
 
     def _stop_reading(self, conn: _Conn) -> None:
         conn.generation += 1  # its entry in self.reading is stale now
