@@ -71,18 +71,19 @@ workers = _env_int("GATEWAY_WORKERS", os.cpu_count() or 2)
 # thread that blocks reading its headers with no deadline, so workers x threads = 8 slow
 # or idle clients stalled every request, /-/health included. Measured on 2 cores, 2
 # workers x 4 threads, bundled map, loopback (python bench/slow_clients.py --candidates
-# gthread,deadline,gevent; 256 slow-header + 64 idle + 64 slow-POST connections from
-# 127.0.0.2-9, one byte every 10 s; GET / from 127.0.0.1 every 0.2 s, 2 s deadline):
-#   gthread   12 of 12 legitimate requests failed; 0 of 384 attack connections closed
-#   deadline  0 of 124 failed, max 52 ms; slow heads and idle closed at 10.2 s, slow
-#             bodies answered 405 and closed at 0.1 s; wrk -t2 -c50 GET /: 0.95-1.06 of
-#             gthread pair by pair; a 100k-rule map reload under a 20 ms probe: max 259 ms
-#   gevent    0 of 124 failed (its keepalive timeout bounds a head: closed at 5 s);
-#             throughput 1.27-1.53 of gthread, but the map load (1.3 s at 100k rules)
-#             runs in a greenlet and stops the worker's loop: a request waited 1,299 ms
+# project,gthread,gevent: 256 slow-header + 64 idle + 64 slow-POST connections from
+# 127.0.0.2-9, one byte every 10 s, for 30 s; GET / from 127.0.0.1 every 0.2 s, 2 s each):
+#   gthread   14 of 14 legitimate requests timed out; 0 of 384 attack connections closed
+#   deadline  0 of 149 failed, max 52 ms; slow and idle heads closed at 10.1 s, slow
+#             bodies answered 405 and closed at 0.1 s; wrk -t2 -c50 -d10s GET /:
+#             1.01 1.03 0.94 0.97 1.13 of gthread pair by pair; reloading a 100k-rule
+#             map under a GET every 20 ms (--reload-map): max 75 ms (gthread 142 ms)
+#   gevent    0 of 149 failed (its keepalive timeout bounds a head: closed at 5 s);
+#             1.36-1.42 of gthread, but the map load (1.3 s at 100k rules) runs in a
+#             greenlet and stops the worker's loop: a request waited 1,411 ms
 # Each worker holds up to worker_connections (1000) sockets; a head not complete after
 # GATEWAY_HEADER_TIMEOUT seconds is closed, so holding all 2,000 takes 200 new
-# connections a second. Threads serve requests only: one never waits on a client's head.
+# connections a second. Threads serve requests only: none waits on a client's head.
 worker_class = "gateway.workers.DeadlineThreadWorker"
 threads = _env_int("GATEWAY_THREADS", 4)
 worker_connections = 1000
