@@ -201,7 +201,13 @@ def test_coverage_from_stdin_as_json() -> None:
     code, out, _ = run("coverage", "--map", str(BUNDLED_MAP), "--json", "-", input=LOG)
     assert code == 0
     data = json.loads(out)
-    assert data["requests"] == {"redirect": 6, "gone": 2, "unmapped": 5, "skipped": 6}
+    assert data["requests"] == {
+        "redirect": 6,
+        "gone": 2,
+        "archived": 0,
+        "unmapped": 5,
+        "skipped": 6,
+    }
 
 
 def test_coverage_html_and_top(tmp_path: Path) -> None:

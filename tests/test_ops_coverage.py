@@ -57,7 +57,7 @@ def log_file(tmp_path: Path) -> Path:
 def test_counts_on_a_small_log(bundled: RedirectMap, log_file: Path) -> None:
     report = coverage(bundled, [str(log_file)])
     assert (report.lines, report.unreadable, report.replayed) == (20, 1, 13)
-    assert report.requests == {"redirect": 6, "gone": 2, "unmapped": 5, "skipped": 6}
+    assert report.requests == {"redirect": 6, "gone": 2, "archived": 0, "unmapped": 5, "skipped": 6}
     assert {k: report.distinct[k] for k in ("redirect", "gone", "unmapped")} == {
         "redirect": 5,
         "gone": 2,
@@ -110,7 +110,13 @@ def test_gzip_and_json_output(bundled: RedirectMap, log_file: Path, tmp_path: Pa
     gz = tmp_path / "access.log.gz"
     gz.write_bytes(gzip.compress(LOG))
     data = to_json(coverage(bundled, [str(gz), str(log_file)]))
-    assert data["requests"] == {"redirect": 12, "gone": 4, "unmapped": 10, "skipped": 12}
+    assert data["requests"] == {
+        "redirect": 12,
+        "gone": 4,
+        "archived": 0,
+        "unmapped": 10,
+        "skipped": 12,
+    }
     assert data["top_unmapped"][0]["hits"] == 6
 
 
@@ -175,7 +181,7 @@ def test_reads_the_gateways_own_access_log_lines(bundled: RedirectMap) -> None:
     replay = Replay(bundled)
     replay.feed([line.encode()])
     report = replay.report()
-    assert report.requests == {"redirect": 1, "gone": 0, "unmapped": 0, "skipped": 0}
+    assert report.requests == {"redirect": 1, "gone": 0, "archived": 0, "unmapped": 0, "skipped": 0}
     assert report.rule_hits == {outcome.rule.source: 1}  # type: ignore[union-attr]
 
 

@@ -36,11 +36,11 @@ from gateway.ops.drafts import Draft, drafts, query_names, shape_of
 from gateway.ops.logs import Key, count_requests, open_log, read_with_progress
 from gateway.ops.noise import skip_reason
 from gateway.ops.urls import shown
-from gateway.outcomes import Gone, NotFound, Redirect
+from gateway.outcomes import Archived, Gone, NotFound, Redirect
 from gateway.responses import answer_of
 from gateway.rules import Rule
 
-OUTCOMES = ("redirect", "gone", "unmapped")
+OUTCOMES = ("redirect", "gone", "archived", "unmapped")  # spec §7, and §8's "archived"
 
 
 class Decision(NamedTuple):
@@ -126,7 +126,7 @@ class Replay:
             canonical[decision.outcome].add(decision.canonical)
             if decision.rule is not None:
                 rule_hits[decision.rule] += hits
-            else:
+            elif decision.outcome == "unmapped":  # an archived answer needs no draft rule
                 unmapped.setdefault(decision.canonical, []).append((decision, hits))
         requests["skipped"] += sum(self.other.values())
         distinct = {o: len(canonical[o]) for o in OUTCOMES}
@@ -169,6 +169,8 @@ def decide_one(redirect_map: RedirectMap, host: str, key: Key) -> Decision:
             rule=outcome.rule.source,
             canonical=canonical_key(outcome.url, case_sensitive),
         )
+    if isinstance(outcome, Archived):
+        return Decision(spec.coverage, canonical=canonical_key(outcome.url, case_sensitive))
     if isinstance(outcome, NotFound):
         url = outcome.url
         reason = skip_reason(url.path)

@@ -12,7 +12,13 @@ from html import escape
 
 from gateway.ops.coverage import OUTCOMES, CoverageReport
 
-_COLOURS = {"redirect": "#2e7d32", "gone": "#f9a825", "unmapped": "#c62828", "skipped": "#9e9e9e"}
+_COLOURS = {
+    "redirect": "#2e7d32",
+    "gone": "#f9a825",
+    "archived": "#1565c0",
+    "unmapped": "#c62828",
+    "skipped": "#9e9e9e",
+}
 _CSS = """
 body{font:15px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:60rem;padding:0 1rem;color:#222}
 h1{font-size:1.4rem}h2{font-size:1.1rem;margin-top:2rem}

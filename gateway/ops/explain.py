@@ -29,6 +29,7 @@ from gateway.decide import decide
 from gateway.mapfile import RedirectMap
 from gateway.ops.urls import request_of, shown
 from gateway.outcomes import (
+    Archived,
     BadRequest,
     Gone,
     MethodNotAllowed,
@@ -80,7 +81,7 @@ class Response:
     """What the client gets: status, headers that matter, and for banners why and what is shown."""
 
     status: int
-    kind: str  # redirect, banner, plain, service
+    kind: str  # the body kind of gateway.responses: redirect, banner, archived, plain, file...
     location: str | None = None
     cache_control: str | None = None
     reason: str | None = None
@@ -215,6 +216,14 @@ def _response(redirect_map: RedirectMap, outcome: Outcome) -> Response:
                 english_section=redirect_map.archive.is_english(outcome.host, outcome.url.path),
             ),
         )
+    if isinstance(outcome, Archived):
+        c = outcome.capture
+        via = f" after the captured redirects {', '.join(outcome.via)}" if outcome.via else ""
+        reason = (
+            f"the archived capture of {c.url}{via}: {c.file} at byte {c.offset},"
+            f" {c.date}, {c.mime or 'no type'} ({c.kind})"
+        )
+        return Response(status, spec.body.value, cache_control=cache, reason=reason)
     if spec.body is Body.SERVICE:
         assert isinstance(outcome, ServiceEndpoint)
         reason = f"the gateway's own /-/{outcome.name} endpoint"
