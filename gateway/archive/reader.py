@@ -201,9 +201,15 @@ class StrictIterator(ArchiveIterator):  # type: ignore[misc]
                 pass
             if getattr(self.record.raw_stream, "limit", 0) > 0:
                 raise _BrokenRecord("the file ends inside the record (before its Content-Length)")
+            start = self.offset
+            super().read_to_end(record)
+            # Only once the blank lines after the record are read: the record's last bytes can
+            # end a read block, the member's end (and gzip trailer) still unread, in a whole file.
             decompressor = self.reader.decompressor
             if decompressor is not None and not getattr(decompressor, "eof", True):
+                self.offset = start  # the error names the record's start, not its end
                 raise _BrokenRecord("the gzip member ends before its end (the file is cut short)")
+            return
         super().read_to_end(record)
 
 
