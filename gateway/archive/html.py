@@ -347,6 +347,8 @@ class _Rewriter(HTMLParser):
         if self.cdata_elem is not None:  # a <style>'s text: raw, and no "</" to end it early
             self.out.append(data.replace("</", "<\\/"))
             return
+        if not self.styled and not data.strip():
+            return  # whitespace before <html> (after the doctype): emitting it would drop <html>
         if data.strip() and not self.in_body and not self.in_title:
             self._body()
         self._style()
