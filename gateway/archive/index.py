@@ -20,14 +20,20 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import logging
 import os
 import stat
 import tempfile
+from array import array
+from bisect import bisect_left
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from operator import itemgetter
+from typing import Any, overload
 from urllib.parse import quote
 
 from gateway.archive.reader import ArchiveError, Record, parse_date, read_archive
@@ -96,7 +102,6 @@ class Capture:
     key: str
     url: str  # the capture's own URL (WARC-Target-URI)
     date: str  # WARC-Date of this capture (a revisit's own date)
-    sort: str  # the date as a sortable UTC text
     file: str  # the archive file, as the map names it
     path: str  # the archive file on disk
     offset: int  # of the record holding the payload (a revisit's original)
@@ -106,7 +111,6 @@ class Capture:
     location: str
     payload_length: int
     kind: str  # "response" or "revisit"
-    order: int = 0  # the file's place in the list, then the record's: the tie-break
 
     @property
     def is_redirect(self) -> bool:
@@ -116,18 +120,138 @@ class Capture:
 
 @dataclass(frozen=True)
 class FileIndex:
-    """One archive file's captures (revisits unresolved) and what was skipped, and why."""
+    """One archive file's captures (revisits unresolved) and what was skipped, and why.
+
+    Once merged into an ``ArchiveIndex``, ``served`` counts the captures its records
+    answer and ``superseded`` those a later capture of the same key replaces; its
+    ``records`` are then read again from the cache only when asked for (a worker does
+    not keep them: see ``CaptureTable``).
+    """
 
     file: str
-    records: tuple[tuple[str, Record], ...]  # (key, record), in file order
+    records: Sequence[tuple[str, Record]]  # (key, record), in file order
     skipped: dict[str, int]
+    served: int = 0
+    superseded: int = 0
+
+
+# The captures served, packed: one text per capture, its fields joined by "\n" (no WARC or
+# HTTP header value holds one), all in one bytes object, ordered by the key's hash.
+_SEP = "\n"
+_KIND_CODES = {"response": "r", "revisit": "v"}
+_KIND_NAMES = {code: name for name, code in _KIND_CODES.items()}
+
+
+class CaptureTable(Mapping[str, Capture]):
+    """The captures served, by key, kept packed: a ``Capture`` is built at each lookup.
+
+    100,000 captures as ``Capture`` objects in a dict cost a worker about 100 MB; packed,
+    in a few large objects (one bytes, two arrays) that leave no small object behind,
+    about 25 MB (``bench/archive.py``). A lookup hashes the key, bisects the sorted
+    hashes, and reads the entry back. A capture that cannot be packed is kept as it is.
+    """
+
+    __slots__ = ("_blob", "_files", "_hashes", "_odd", "_starts")
+
+    def __init__(
+        self,
+        files: Sequence[tuple[str, str]] = (),
+        entries: Iterable[tuple[str, int, Record, int, Record]] = (),
+    ) -> None:
+        """Pack (key, file number, record, payload's file number, payload record) entries."""
+        self._files = tuple(files)  # (shown name, path) by file number
+        self._odd: dict[str, Capture] = {}
+        packed: list[tuple[int, bytes]] = []
+        for key, _, record, number, payload in entries:
+            head = (
+                f"{number} {payload.offset} {payload.length} {payload.status}"
+                f" {payload.payload_length} {_KIND_CODES[record.kind]}"
+            )
+            text = _SEP.join((key, head, record.date, record.url, payload.mime, payload.location))
+            if text.count(_SEP) != 5:  # a free text holds the separator
+                self._odd[key] = self._capture(key, record, number, payload)
+                continue
+            packed.append((hash(key), text.encode("utf-8", "surrogatepass")))
+        packed.sort(key=itemgetter(0))
+        self._hashes = array("q", (h for h, _ in packed))
+        self._starts = array("Q", itertools.accumulate((len(b) for _, b in packed), initial=0))
+        self._blob = b"".join(b for _, b in packed)
+
+    def _capture(self, key: str, record: Record, number: int, payload: Record) -> Capture:
+        shown, path = self._files[number]
+        return Capture(
+            key=key,
+            url=record.url,
+            date=record.date,
+            file=shown,
+            path=path,
+            offset=payload.offset,
+            length=payload.length,
+            status=payload.status,
+            mime=payload.mime,
+            location=payload.location,
+            payload_length=payload.payload_length,
+            kind=record.kind,
+        )
+
+    def _entry(self, i: int) -> list[str]:
+        return (
+            self._blob[self._starts[i] : self._starts[i + 1]]
+            .decode("utf-8", "surrogatepass")
+            .split(_SEP)
+        )
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """Return the capture of a key, or `default`."""
+        h = hash(key)
+        hashes = self._hashes
+        i = bisect_left(hashes, h)
+        while i < len(hashes) and hashes[i] == h:
+            fields = self._entry(i)
+            if fields[0] == key:
+                _, head, date, url, mime, location = fields
+                number, offset, length, status, payload_length, kind = head.split(" ")
+                file, path = self._files[int(number)]
+                return Capture(
+                    key,
+                    url,
+                    date,
+                    file,
+                    path,
+                    int(offset),
+                    int(length),
+                    int(status),
+                    mime,
+                    location,
+                    int(payload_length),
+                    _KIND_NAMES[kind],
+                )
+            i += 1
+        return self._odd.get(key, default)
+
+    def __getitem__(self, key: str) -> Capture:
+        found: Capture | None = self.get(key)
+        if found is None:
+            raise KeyError(key)
+        return found
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self.get(key) is not None
+
+    def __iter__(self) -> Iterator[str]:
+        for i in range(len(self._hashes)):
+            yield self._entry(i)[0]
+        yield from self._odd
+
+    def __len__(self) -> int:
+        return len(self._hashes) + len(self._odd)
 
 
 @dataclass(frozen=True)
 class ArchiveIndex:
     """The captures a map serves, by key; and per file, what was read and skipped."""
 
-    captures: dict[str, Capture] = field(default_factory=dict)
+    captures: Mapping[str, Capture] = field(default_factory=dict)
     files: tuple[FileIndex, ...] = ()
 
     def __len__(self) -> int:
@@ -140,8 +264,8 @@ class ArchiveIndex:
         return self.captures.get(capture_key(url, case_sensitive))
 
     def served_by(self, file: str) -> int:
-        """Return how many of the captures served come from `file`."""
-        return sum(1 for c in self.captures.values() if c.file == file)
+        """Return how many of the captures served are answered by `file`'s records."""
+        return sum(f.served for f in self.files if f.file == file)
 
 
 EMPTY = ArchiveIndex()
@@ -189,76 +313,112 @@ def _servable_status(record: Record) -> bool:
 
 def merge(indexes: Sequence[FileIndex], paths: Sequence[str]) -> ArchiveIndex:
     """Merge the files' indexes (in the map's order): latest capture per key, revisits resolved."""
-    # (shown name, path, record) of each response, by payload digest and by (URL, date).
-    by_digest: dict[str, tuple[str, str, Record]] = {}
-    by_url_date: dict[tuple[str, str], tuple[str, str, Record]] = {}
-    for index, path in zip(indexes, paths, strict=True):
-        for _, record in index.records:
-            if record.kind == "response":
-                if record.digest:
-                    by_digest.setdefault(record.digest, (index.file, path, record))
-                by_url_date[(record.url, record.date)] = (index.file, path, record)
-    captures: dict[str, Capture] = {}
-    files: list[FileIndex] = []
-    for number, (index, path) in enumerate(zip(indexes, paths, strict=True)):
-        unresolved = 0
+    originals = _Originals(indexes)
+    dates: dict[str, datetime | None] = {}
+    # The winner of each key: (date, file number, position), its record, its payload's place.
+    best: dict[str, tuple[tuple[datetime, int, int], Record, int, Record]] = {}
+    unresolved = [0] * len(indexes)
+    candidates = [0] * len(indexes)
+    for number, index in enumerate(indexes):
         for position, (key, record) in enumerate(index.records):
-            original: tuple[str, str, Record] | None = (index.file, path, record)
+            payload_number, payload = number, record
             if record.kind == "revisit":
-                original = by_url_date.get((record.refers_url, record.refers_date))
-                if original is None and record.digest:
-                    original = by_digest.get(record.digest)
-                if original is None or not _servable_status(original[2]):
-                    unresolved += 1
+                original = originals.find(record)
+                if original is None or not _servable_status(original[1]):
+                    unresolved[number] += 1
                     continue
-            assert original is not None
-            capture = _capture(key, record, original, number, position)
-            if capture is None:
-                unresolved += 1
+                payload_number, payload = original
+            when = dates.get(record.date, _UNSEEN)
+            if when is _UNSEEN:
+                when = dates[record.date] = parse_date(record.date)
+            if when is None:
+                unresolved[number] += 1
                 continue
-            old = captures.get(key)
-            if old is None or (capture.sort, capture.order) >= (old.sort, old.order):
-                captures[key] = capture
+            candidates[number] += 1
+            rank = (when, number, position)
+            old = best.get(key)
+            if old is None or rank >= old[0]:
+                best[key] = (rank, record, payload_number, payload)
+    served = [0] * len(indexes)
+    for rank, *_ in best.values():
+        served[rank[1]] += 1
+    files = [(index.file, path) for index, path in zip(indexes, paths, strict=True)]
+    table = CaptureTable(files, ((k, r[1], rec, n, p) for k, (r, rec, n, p) in best.items()))
+    merged = []
+    for number, index in enumerate(indexes):
         skipped = dict(index.skipped)
-        if unresolved:
-            skipped["revisit of a payload not in the archive"] = unresolved
-        files.append(FileIndex(index.file, index.records, skipped))
-    return ArchiveIndex(captures, tuple(files))
+        if unresolved[number]:
+            skipped["revisit of a payload not in the archive"] = unresolved[number]
+        merged.append(
+            FileIndex(
+                index.file,
+                index.records,
+                skipped,
+                served=served[number],
+                superseded=candidates[number] - served[number],
+            )
+        )
+    return ArchiveIndex(table, tuple(merged))
 
 
-def _capture(
-    key: str,
-    record: Record,
-    original: tuple[str, str, Record],
-    number: int,
-    position: int,
-) -> Capture | None:
-    when = parse_date(record.date)
-    if when is None:
-        return None
-    shown, path, payload = original
-    return Capture(
-        key=key,
-        url=record.url,
-        date=record.date,
-        sort=when.strftime("%Y%m%d%H%M%S%f"),
-        file=shown,
-        path=path,
-        offset=payload.offset,
-        length=payload.length,
-        status=payload.status,
-        mime=payload.mime,
-        location=payload.location,
-        payload_length=payload.payload_length,
-        kind=record.kind,
-        order=number * 10_000_000 + position,
-    )
+_UNSEEN = datetime.min
+
+
+class _Originals:
+    """The responses a revisit may repeat, by (URL, date) and by payload digest: built lazily."""
+
+    def __init__(self, indexes: Sequence[FileIndex]) -> None:
+        self.indexes = indexes
+        self.by_url_date: dict[tuple[str, str], tuple[int, Record]] | None = None
+        self.by_digest: dict[str, tuple[int, Record]] = {}
+
+    def find(self, revisit: Record) -> tuple[int, Record] | None:
+        """Return (file number, response) of the payload a revisit repeats, or None."""
+        if self.by_url_date is None:
+            self.by_url_date = {}
+            for number, index in enumerate(self.indexes):
+                for _, record in index.records:
+                    if record.kind == "response":
+                        if record.digest:
+                            self.by_digest.setdefault(record.digest, (number, record))
+                        self.by_url_date[(record.url, record.date)] = (number, record)
+        found = self.by_url_date.get((revisit.refers_url, revisit.refers_date))
+        if found is None and revisit.digest:
+            found = self.by_digest.get(revisit.digest)
+        return found
+
+
+class _Reread(Sequence[tuple[str, Record]]):
+    """A merged file's records, read again (from the cache) only when asked for: ops, tests."""
+
+    def __init__(self, load: Callable[[], Sequence[tuple[str, Record]]]) -> None:
+        self._load = load
+        self._records: Sequence[tuple[str, Record]] | None = None
+
+    def _get(self) -> Sequence[tuple[str, Record]]:
+        if self._records is None:
+            self._records = self._load()
+        return self._records
+
+    @overload
+    def __getitem__(self, i: int) -> tuple[str, Record]: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[tuple[str, Record]]: ...
+    def __getitem__(self, i: int | slice) -> Any:
+        return self._get()[i]
+
+    def __len__(self) -> int:
+        return len(self._get())
 
 
 def build_index(
     files: Iterable[tuple[str, str]], settings: KeySettings, cache_dir: str | None
 ) -> tuple[ArchiveIndex, list[ArchiveError]]:
-    """Index each (path, shown name) and merge; return the index and each file's error."""
+    """Index each (path, shown name) and merge; return the index and each file's error.
+
+    The merged index keeps no record of its own: each file's ``records`` are read again
+    when asked for.
+    """
     indexes: list[FileIndex] = []
     paths: list[str] = []
     errors: list[ArchiveError] = []
@@ -268,7 +428,19 @@ def build_index(
             paths.append(path)
         except ArchiveError as exc:
             errors.append(exc)
-    return merge(indexes, paths), errors
+    merged = merge(indexes, paths)
+    del indexes
+    kept = tuple(
+        replace(f, records=_Reread(_reader(path, f.file, settings, cache_dir)))
+        for f, path in zip(merged.files, paths, strict=True)
+    )
+    return ArchiveIndex(merged.captures, kept), errors
+
+
+def _reader(
+    path: str, shown: str, settings: KeySettings, cache_dir: str | None
+) -> Callable[[], Sequence[tuple[str, Record]]]:
+    return lambda: index_file(path, shown, settings, cache_dir).records
 
 
 # --- the CDXJ cache -----------------------------------------------------------------------
@@ -336,30 +508,36 @@ def from_cdxj(text: str, shown: str) -> FileIndex:
     meta = json.loads(lines[0][6:])
     if meta.get("version") != CDXJ_VERSION:
         raise ValueError("another version")
-    records = []
+    keys = []
+    data = []
     for line in lines[1:]:
         key, _, rest = line.partition(" ")
-        _, _, data = rest.partition(" ")
-        f = json.loads(data)
-        records.append(
-            (
-                key,
-                Record(
-                    f["type"],
-                    f["url"],
-                    f["date"],
-                    f["offset"],
-                    f["length"],
-                    f["status"],
-                    f["mime"],
-                    f.get("location", ""),
-                    f.get("digest", ""),
-                    f["plen"],
-                    f.get("refers_url", ""),
-                    f.get("refers_date", ""),
-                ),
-            )
+        keys.append(key)
+        data.append(rest.partition(" ")[2])
+    # One JSON text for the whole file: a worker's start reads 100,000 lines of it.
+    parsed = json.loads("[" + ",".join(data) + "]")
+    if len(parsed) != len(keys) or not all(type(f) is dict for f in parsed):
+        raise ValueError("a line that is not one JSON object")
+    records = [
+        (
+            key,
+            Record(
+                f["type"],
+                f["url"],
+                f["date"],
+                f["offset"],
+                f["length"],
+                f["status"],
+                f["mime"],
+                f.get("location", ""),
+                f.get("digest", ""),
+                f["plen"],
+                f.get("refers_url", ""),
+                f.get("refers_date", ""),
+            ),
         )
+        for key, f in zip(keys, parsed, strict=True)
+    ]
     return FileIndex(shown, tuple(records), {str(k): int(v) for k, v in meta["skipped"].items()})
 
 

@@ -201,7 +201,7 @@ class StrictIterator(ArchiveIterator):  # type: ignore[misc]
                 pass
             if getattr(self.record.raw_stream, "limit", 0) > 0:
                 raise _BrokenRecord("the file ends inside the record (before its Content-Length)")
-            start = self.offset
+            start: int = self.offset  # type: ignore[has-type]
             super().read_to_end(record)
             # Only once the blank lines after the record are read: the record's last bytes can
             # end a read block, the member's end (and gzip trailer) still unread, in a whole file.
