@@ -1,0 +1,182 @@
+"""The compiled exact-rule table (gateway.table) answers every request as the in-memory map does.
+
+A differential test: the same map decided through its ``Matcher`` and through a
+``TableMatcher`` over the table built from it, on many URLs (every rule's own
+URL, near misses, other hosts, repeated and extra parameters), for maps with
+every rule kind: exact, literal and capture query conditions, a path indexed
+by its literal conditions, patterns, host-scoped rules, 410 with ``see``,
+keep_query, long and Cyrillic paths; case-insensitive and case-sensitive; and
+a ``bench/genmap.py`` map with its URL lists.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("lmdb")  # not yet a dependency: the table is not switched on
+
+from gateway import table
+from gateway.decide import decide
+from gateway.mapfile import RedirectMap, load_map
+from tests.test_matcher import MAP as MATCHER_MAP
+
+HOSTS = ("khabarovskadm.ru", "www.khabarovskadm.ru", "int.khabarovskadm.ru", "other.example")
+LONG = "/" + "/".join(f"segment-{i:03d}" for i in range(60))
+
+EXTRA = f"""
+  # a path indexed by its literal conditions, with capture and plain rules beside them
+  - {{from: "/idx.php?ID=<int:id>", to: "/idx/int/{{id}}"}}
+  - {{from: /idx.php, to: /idx/none}}
+  - {{from: "/idx.php?ID=7&lang=en", to: /idx/7/en}}
+  - {{from: "int.khabarovskadm.ru/idx.php?ID=3", to: /idx/int-host/3}}
+  - {{from: "/idx.php?ID=3", status: 410, see: /idx/see/3}}
+  - {{from: "/idx.php?lang=ru", to: /idx/ru}}
+  - {{from: "/idx.php?ID=Abc", to: /idx/abc, keep_query: true}}
+  - {{from: "/новости/статья?раздел=Город", to: /news/city, note: кириллица}}
+  - {{from: "{LONG}", to: /long}}
+  - {{from: "{LONG}?x=1", to: /long/x}}
+  - {{from: "int.khabarovskadm.ru/gone-here", status: 410}}
+  - {{from: "/Case/Path", to: /case, examples: [/Case/Path, /case/path]}}
+"""
+
+
+def _map_text(case_sensitive: bool) -> str:
+    literal_rules = "".join(
+        f'  - {{from: "/idx.php?ID={n}", to: /idx/{n}}}\n' for n in range(1, 40) if n != 3
+    )
+    extra = EXTRA.lstrip("\n").replace(
+        "  - {from: /idx.php, to: /idx/none}\n",
+        literal_rules + "  - {from: /idx.php, to: /idx/none}\n",
+    )
+    text = textwrap.dedent(MATCHER_MAP).lstrip("\n").rstrip("\n") + "\n" + extra
+    if case_sensitive:
+        text = text.replace("site:\n", "site:\n  case_sensitive: true\n", 1)
+    return text
+
+
+def _urls(redirect_map: RedirectMap, rng: random.Random) -> list[tuple[str, str]]:
+    """Return (host, target) pairs: each rule's own URL and its variations."""
+    targets: set[str] = {"/", "/nothing", "/idx.php", "/idx.php?id=3", "/idx.php?ID=3&ID=4"}
+    for rule in redirect_map.rules:
+        written = rule.from_text
+        if not written.startswith("/"):
+            written = "/" + written.partition("/")[2]
+        for text in (written, *rule.examples):
+            for filled in (
+                text.replace("<int:id>", "42").replace("<int:k>", "7"),
+                text.replace("<int:id>", "x"),
+            ):
+                for name in ("slug", "x", "rest", "q", "name", "a", "b", "m", "y"):
+                    filled = filled.replace(f"<{name}>", "ab").replace(f"<path:{name}>", "a/b")
+                filled = filled.replace("<int:y>", "2020").replace("<int:m>", "05")
+                targets |= {filled, filled.upper(), filled.lower(), filled + "x", filled + "/"}
+                joiner = "&" if "?" in filled else "?"
+                targets |= {f"{filled}{joiner}lang=en", f"{filled}{joiner}utm_source=z"}
+                targets.add(f"{filled}{joiner}ID={rng.randint(0, 45)}")
+    return [(host, t) for t in sorted(targets) for host in HOSTS]
+
+
+def _compare(redirect_map: RedirectMap, tmp_path: Path, urls: list[tuple[str, str]]) -> int:
+    path = table.ensure_table(redirect_map, tmp_path)
+    matcher = table.open_table(path, redirect_map)
+    compiled = dataclasses.replace(redirect_map, matcher=matcher)  # type: ignore[arg-type]
+    wrong = [
+        (host, target, expected, got)
+        for host, target in urls
+        if (expected := decide(redirect_map, "GET", host, target))
+        != (got := decide(compiled, "GET", host, target))
+    ]
+    assert not wrong, wrong[:5]
+    assert sorted(r.source for r in matcher.exact_rules()) == sorted(
+        r.source for r in redirect_map.matcher.exact_rules()
+    )
+    matcher.close()
+    return len(urls)
+
+
+@pytest.mark.parametrize("case_sensitive", [False, True], ids=["folded", "case-sensitive"])
+def test_the_table_answers_as_the_in_memory_map(tmp_path: Path, case_sensitive: bool) -> None:
+    source = tmp_path / "map" / "redirects.yaml"
+    source.parent.mkdir()
+    source.write_text(_map_text(case_sensitive), encoding="utf-8")
+    redirect_map = load_map(source)
+    kinds = {r.report_kind for r in redirect_map.rules}
+    assert kinds == {"exact", "query", "pattern", "gone"}
+    assert any(r.host for r in redirect_map.rules)
+    urls = _urls(redirect_map, random.Random(14))
+    assert _compare(redirect_map, tmp_path / "state", urls) > 1000
+
+
+def test_the_table_answers_as_the_in_memory_map_on_a_generated_map(tmp_path: Path) -> None:
+    out = tmp_path / "gen"
+    subprocess.run(
+        [
+            sys.executable,
+            "bench/genmap.py",
+            str(out),
+            "--exact",
+            "5000",
+            "--patterns",
+            "200",
+            "--urls",
+            "1500",
+        ],
+        check=True,
+        capture_output=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    redirect_map = load_map(out / "redirects.yaml")
+    urls: list[tuple[str, str]] = []
+    for name in ("urls-exact.tsv", "urls-pattern.tsv", "urls-miss.tsv"):
+        for line in (out / name).read_text(encoding="utf-8").splitlines():
+            host, target = line.split("\t")[:2]
+            urls += [(host, target), (host, target + "&x=1" if "?" in target else target + "?x=1")]
+    _compare(redirect_map, tmp_path / "state", urls)
+
+
+def test_an_unchanged_map_is_not_compiled_again_and_a_stale_table_is_rebuilt(
+    tmp_path: Path,
+) -> None:
+    source = tmp_path / "redirects.yaml"
+    source.write_text(_map_text(False), encoding="utf-8")
+    redirect_map = load_map(source)
+    path = table.ensure_table(redirect_map, tmp_path / "state")
+    built = path.stat().st_mtime_ns
+    os.utime(path, ns=(built - 10**9, built - 10**9))
+    assert table.ensure_table(redirect_map, tmp_path / "state") == path
+    assert path.stat().st_mtime_ns == built - 10**9  # opened, not written again
+    other = dataclasses.replace(redirect_map, version="another")
+    with pytest.raises(table.TableError):
+        table.open_table(path, other)
+    # A table of another version under this name (or a torn one) is rebuilt.
+    path.write_bytes(b"not a table")
+    assert table.ensure_table(redirect_map, tmp_path / "state") == path
+    table.open_table(path, redirect_map).close()
+    assert [p.name for p in (tmp_path / "state").iterdir()] == [path.name]  # no temp left
+
+
+def test_a_failed_build_leaves_the_served_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "redirects.yaml"
+    source.write_text(_map_text(False), encoding="utf-8")
+    redirect_map = load_map(source)
+    path = table.ensure_table(redirect_map, tmp_path / "state")
+    before = path.read_bytes()
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(table.os, "replace", broken)
+    with pytest.raises(table.TableError):
+        table.build_table(redirect_map, path)
+    assert path.read_bytes() == before
+    assert [p.name for p in (tmp_path / "state").iterdir()] == [path.name]
