@@ -42,7 +42,7 @@ class _Node:
     rules: list[Rule] = field(default_factory=list)
 
 
-def _conditions_hold(
+def conditions_hold(
     rule: Rule, values: dict[str, str], case_sensitive: bool, captures: dict[str, str]
 ) -> bool:
     """Check a rule's query conditions on the request's last values, adding their captures."""
@@ -197,7 +197,7 @@ class Matcher:
                 candidates = index.candidates(values, self.case_sensitive)
             for rule in candidates:
                 captures: dict[str, str] = {}
-                if _conditions_hold(rule, values, self.case_sensitive, captures):
+                if conditions_hold(rule, values, self.case_sensitive, captures):
                     return self._found(rule, captures)
         if not self._tries:
             return None
@@ -213,7 +213,7 @@ class Matcher:
             for rule, captures in self._walk(trie, keys, texts, 0, {}):
                 if best is not None and rule.order >= best[0].order:
                     continue
-                if _conditions_hold(rule, values, self.case_sensitive, captures):
+                if conditions_hold(rule, values, self.case_sensitive, captures):
                     best = (rule, captures)
             if best is not None:
                 return self._found(*best)

@@ -80,7 +80,7 @@ import lmdb
 
 from gateway.canonical import LegacyURL
 from gateway.mapfile import RedirectMap, compile_rule
-from gateway.matcher import Match, Matcher, _conditions_hold
+from gateway.matcher import Match, Matcher, conditions_hold
 from gateway.rules import Rule
 
 FORMAT = 1
@@ -304,7 +304,7 @@ class TableMatcher:
             for scope in (host, None):
                 for rule in self._candidates(txn, scope, url, values):
                     captures: dict[str, str] = {}
-                    if _conditions_hold(rule, values, self.case_sensitive, captures):
+                    if conditions_hold(rule, values, self.case_sensitive, captures):
                         return Match(rule, captures, frozenset(c.key for c in rule.conditions))
         return self._patterns.match(url, host)
 

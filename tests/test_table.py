@@ -21,8 +21,6 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("lmdb")  # not yet a dependency: the table is not switched on
-
 from gateway import table
 from gateway.decide import decide
 from gateway.mapfile import RedirectMap, load_map
