@@ -1,5 +1,8 @@
 """What search engines are given on every served host (spec §9): robots.txt and sitemap.xml.
 
+The sitemap lists the exact redirect rules of a host and, with a web archive, its
+captures that answer (an archived page, or a redirect a captured one leads to).
+
 Search engines move an old site's standing to the new one only when they re-crawl
 the old URLs and see the 301s, so robots.txt allows everything, names the ignored
 query parameters to Yandex (``Clean-param``) and points at a sitemap of the old URLs
@@ -13,10 +16,10 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 from xml.sax.saxutils import escape
 
-from gateway.outcomes import Outcome, Redirect
+from gateway.outcomes import Archived, Outcome, Redirect
 from gateway.rules import Rule
 
 if TYPE_CHECKING:  # the loader imports this module's paths: no import of the map at run time
@@ -117,6 +120,17 @@ def _compute(redirect_map: RedirectMap, host: str, decide: Decide) -> Sitemap:
             continue
         outcome = decide(redirect_map, "GET", host, target)
         if isinstance(outcome, Redirect) and outcome.rule is rule:
+            targets.append(target)
+    # With a web archive (§8), its captures of this host that answer 200 or a redirect.
+    for capture in redirect_map.captures.captures.values():
+        parts = urlsplit(capture.url)
+        if (parts.hostname or "") != host and redirect_map.host_of(parts.netloc) != host:
+            continue
+        target = quote(parts.path or "/", safe=_URL_SAFE) + (
+            f"?{parts.query}" if parts.query else ""
+        )
+        outcome = decide(redirect_map, "GET", host, target)
+        if isinstance(outcome, (Redirect, Archived)):
             targets.append(target)
     return Sitemap(host, tuple(dict.fromkeys(targets)))
 

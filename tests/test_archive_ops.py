@@ -64,3 +64,25 @@ def test_check_loads_a_map_with_an_archive(archived_map: RedirectMap) -> None:
     result = CliRunner().invoke(main, ["check", "--map", archived_map.path])
     assert result.exit_code == 0, result.output
     assert "0 errors" in result.output
+
+
+def test_the_sitemap_lists_the_captures_that_answer(archived_map: RedirectMap) -> None:
+    import re
+    from urllib.parse import urlsplit
+
+    from gateway.app import create_app
+
+    client = create_app({"TESTING": True, "MAP_PATH": archived_map.path}).test_client()
+    response = client.get("/sitemap.xml", headers={"Host": "khabarovskadm.ru"})
+    assert (response.status_code, response.headers["Cache-Control"]) == (
+        200,
+        "public, max-age=3600",
+    )
+    urls = re.findall(r"<loc>([^<]+)</loc>", response.get_data(as_text=True))
+    assert "http://khabarovskadm.ru/city/nocharset/" in urls
+    assert not any("missing" in u for u in urls), "a captured 404 is not listed"
+    for url in urls:
+        parts = urlsplit(url.replace("&amp;", "&"))
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
+        answer = client.get(target, headers={"Host": "khabarovskadm.ru"})
+        assert answer.status_code in (200, 301), (url, answer.status_code)
