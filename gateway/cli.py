@@ -489,6 +489,6 @@ def export_cloudflare_command(map_path: str, output: str | None) -> None:
 @OUTPUT_OPTION
 def export_csv_command(map_path: str, output: str | None) -> None:
     """Write the flattened map as CSV, one rule a row (for spreadsheets and audits)."""
-    from gateway.ops.export import export_csv
+    from gateway.ops.export_csv import export_csv
 
     _export_write(export_csv(_export_map(map_path)), output)

@@ -86,3 +86,12 @@ def test_the_sitemap_lists_the_captures_that_answer(archived_map: RedirectMap) -
         target = parts.path + (f"?{parts.query}" if parts.query else "")
         answer = client.get(target, headers={"Host": "khabarovskadm.ru"})
         assert answer.status_code in (200, 301), (url, answer.status_code)
+
+
+def test_the_exports_say_what_they_do_with_archived_urls(archived_map: RedirectMap) -> None:
+    from gateway.ops.export import export_cloudflare, export_nginx
+
+    _, cloudflare = export_cloudflare(archived_map)
+    assert any("archived captures" in n and "not carried" in n for n in cloudflare.notes)
+    _, nginx = export_nginx(archived_map, listen="80", upstream="127.0.0.1:8080")
+    assert any("archived captures: the gateway answers" in n for n in nginx.notes)

@@ -21,13 +21,12 @@ from gateway.decide import decide
 from gateway.mapfile import RedirectMap, load_map
 from gateway.ops.export import (
     CLOUDFLARE_COLUMNS,
-    CSV_COLUMNS,
     ExportError,
     export_cloudflare,
-    export_csv,
     export_nginx,
     path_spellings,
 )
+from gateway.ops.export_csv import CSV_COLUMNS, export_csv
 from gateway.ops.nginx_conf import Front, export_standalone
 from gateway.outcomes import Redirect
 from tests.support import WriteMap

@@ -28,7 +28,7 @@ from urllib.parse import quote
 
 from gateway.canonical import INDEX_FILES, Malformed, canonical_path
 from gateway.mapfile import RedirectMap, is_wildcard
-from gateway.rules import Condition, Rule
+from gateway.rules import Rule
 
 KINDS = ("exact", "query", "pattern", "gone")
 REDIRECT_STATUSES = (301, 302, 307, 308)
@@ -52,18 +52,6 @@ CLOUDFLARE_COLUMNS = (
     "include_subdomains",
     "subpath_matching",
     "preserve_path_suffix",
-)
-CSV_COLUMNS = (
-    "source",
-    "host",
-    "from",
-    "canonical_path",
-    "conditions",
-    "status",
-    "to",
-    "see",
-    "keep_query",
-    "note",
 )
 
 
@@ -209,6 +197,8 @@ def export_nginx(
             "case_sensitive: true - nginx's map compares ASCII ignoring case, "
             "so nginx answers nothing itself"
         )
+    if redirect_map.captures:  # no key of nginx's maps names them: they are proxied
+        report.notes.append(f"{len(redirect_map.captures)} archived captures: the gateway answers")
     for rule in redirect_map.rules:
         reason = _nginx_refusal(rule, site.case_sensitive)
         if reason is not None:
@@ -439,6 +429,11 @@ def export_cloudflare(redirect_map: RedirectMap) -> tuple[str, ExportReport]:
     report.notes.append(
         "other spellings (index files, case variants, escapes) fall through to the gateway"
     )
+    if redirect_map.captures:
+        report.notes.append(
+            f"{len(redirect_map.captures)} archived captures (spec §8) are not carried:"
+            " Cloudflare cannot serve them; their URLs must keep reaching the gateway"
+        )
     report.entries = len(rows)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -465,36 +460,3 @@ def _cloudflare_refusal(rule: Rule) -> str | None:
 
 
 # --- CSV ---------------------------------------------------------------------------------
-
-
-def _conditions_text(conditions: Iterable[Condition]) -> str:
-    parts = []
-    for c in conditions:
-        if c.literal is not None:
-            parts.append(f"{c.name}={c.literal}")
-        else:
-            parts.append(f"{c.name}=<{c.converter + ':' if c.converter else ''}{c.capture}>")
-    return "&".join(parts)
-
-
-def export_csv(redirect_map: RedirectMap) -> str:
-    """Flatten the map into CSV, one rule a row, in map order."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    for rule in redirect_map.rules:
-        writer.writerow(
-            (
-                rule.source,
-                rule.host or "*",
-                rule.from_text,
-                rule.path,
-                _conditions_text(rule.conditions),
-                rule.status,
-                rule.to_text or "",
-                rule.see or "",
-                "true" if rule.keep_query else "false",
-                rule.note,
-            )
-        )
-    return buffer.getvalue()
