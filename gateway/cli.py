@@ -269,11 +269,16 @@ def _lines(lines: tuple[int, ...]) -> str:
 @click.argument(
     "logs",
     nargs=-1,
-    required=True,
-    metavar="LOG...",
+    metavar="[LOG...]",
     type=click.Path(exists=True, dir_okay=False, allow_dash=True),
 )
 @HOST_OPTION
+@click.option(
+    "--archive",
+    "with_archive",
+    is_flag=True,
+    help="Also replay every URL the map's web archive holds: the whole old site's inventory.",
+)
 @click.option("--top", default=20, show_default=True, help="How many draft rules to show.")
 @click.option(
     "-j",
@@ -294,6 +299,7 @@ def coverage_command(
     map_path: str,
     logs: tuple[str, ...],
     host: str | None,
+    with_archive: bool,
     top: int,
     jobs: int,
     as_json: bool,
@@ -314,18 +320,23 @@ def coverage_command(
       $ gateway coverage /var/log/nginx/access.log*.gz --top 30
       $ zcat old-*.log.gz | gateway coverage - --json > coverage.json
       $ gateway coverage --html coverage.html access.log
+      $ gateway coverage --archive          # what each captured URL of the old site answers
     """
     from gateway.ops.coverage import PARALLEL_MIN, read_logs, render, to_json
     from gateway.ops.coverage_html import render_html
 
+    if not logs and not with_archive:
+        raise click.UsageError("give a LOG, or --archive")
     redirect_map = _ops_map(map_path)
     _served_host(redirect_map, host)
     size = sum(os.path.getsize(name) for name in logs if name != "-")
     if _progress_wanted() and size > 1 << 24:
         with click.progressbar(length=size, label="reading ", file=sys.stderr) as bar:
-            replay = read_logs(redirect_map, logs, host=host, progress=bar.update)
+            replay = read_logs(
+                redirect_map, logs, host=host, progress=bar.update, archive=with_archive
+            )
     else:
-        replay = read_logs(redirect_map, logs, host=host)
+        replay = read_logs(redirect_map, logs, host=host, archive=with_archive)
     if _progress_wanted() and len(replay.hits) >= PARALLEL_MIN:
         with click.progressbar(length=len(replay.hits), label="deciding", file=sys.stderr) as bar:
             replay.decide(jobs=jobs, progress=bar.update)

@@ -95,3 +95,24 @@ def test_the_exports_say_what_they_do_with_archived_urls(archived_map: RedirectM
     assert any("archived captures" in n and "not carried" in n for n in cloudflare.notes)
     _, nginx = export_nginx(archived_map, listen="80", upstream="127.0.0.1:8080")
     assert any("archived captures: the gateway answers" in n for n in nginx.notes)
+
+
+def test_coverage_of_the_archive_is_an_inventory_of_the_old_site(
+    archived_map: RedirectMap,
+) -> None:
+    result = CliRunner().invoke(
+        main, ["coverage", "--map", archived_map.path, "--archive", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    requests = json.loads(result.output)["requests"]
+    assert requests["archived"] >= 1
+    served = len(archived_map.captures)
+    assert (
+        sum(requests[k] for k in ("redirect", "gone", "archived", "unmapped", "skipped")) == served
+    )
+
+
+def test_coverage_needs_a_log_or_the_archive(archived_map: RedirectMap) -> None:
+    result = CliRunner().invoke(main, ["coverage", "--map", archived_map.path])
+    assert result.exit_code == 2
+    assert "give a LOG, or --archive" in result.output

@@ -268,15 +268,27 @@ def coverage(
     return replay.report(top)
 
 
+def archive_urls(redirect_map: RedirectMap) -> Iterator[bytes]:
+    """Yield every URL the map's web archive holds, one line each: the old site's inventory."""
+    for capture in redirect_map.captures.captures.values():
+        yield capture.url.encode("latin-1", "replace") + b"\n"
+
+
 def read_logs(
     redirect_map: RedirectMap,
     logs: Iterable[str],
     *,
     host: str | None = None,
     progress: Callable[[int], None] | None = None,
+    archive: bool = False,
 ) -> Replay:
-    """Read and count every log (file names, ``-`` for stdin); nothing is decided yet."""
+    """Read and count every log (file names, ``-`` for stdin); nothing is decided yet.
+
+    ``archive``: the archive's own URLs too (``archive_urls``), once each.
+    """
     replay = Replay(redirect_map, host)
+    if archive:
+        replay.feed(archive_urls(redirect_map))
     for name in logs:
         stream = open_log(name)
         try:
