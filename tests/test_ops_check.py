@@ -1,18 +1,28 @@
 """Tests of gateway.ops.check: the loader's errors and the warnings `gateway check` adds.
 
 Each problem kind is asserted at its exact FILE:LINE. Lines are found from marker
-comments in the map text (`# <- name`), never from the checker's own output.
+comments in the map text (`# <- name`), never from the checker's own output. A map
+with a web archive (spec §8): each file's captures served and records skipped, by
+reason, counted from the records written by ``tests.archives``; a file that does not
+read is ``FILE: error: …`` and exit 1, never a traceback.
 """
 
 from __future__ import annotations
 
+import json
+import re
+import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from gateway.cli import main
 from gateway.mapfile import load_map
-from gateway.ops.check import check, covers, summary_line, to_json
+from gateway.ops.check import SUPERSEDED, ArchiveFile, check, covers, summary_line, to_json
 from gateway.rules import parse_from
+from tests.archives import OLD_SITE, Capture, archive_map, write_warc
 from tests.support import BUNDLED_MAP, WriteMap
 
 HEAD = """\
@@ -210,3 +220,143 @@ def _steps(text: str) -> tuple[object, ...]:
 )
 def test_covers_is_sound(earlier: str, later: str, expected: bool) -> None:
     assert covers(_steps(earlier), _steps(later)) is expected  # type: ignore[arg-type]
+
+
+# --- web archives (spec §8) -----------------------------------------------------------------
+
+# What OLD_SITE's WARC holds besides its 9 served captures (see tests/archives.py): the
+# warcinfo record write_warc puts first, the DNS resource record, the captured 404, the
+# page on a host the map does not serve, and /city/history/'s response, which its later
+# revisit replaces.
+OLD_SITE_SKIPPED = {
+    "warcinfo record (not a response)": 1,
+    "resource record (not a response)": 1,
+    "HTTP status 404": 1,
+    "host not served by the map": 1,
+    SUPERSEDED: 1,
+}
+
+LATER = [
+    # A newer capture of a page in site.warc.gz: served from here, superseded there.
+    Capture("http://khabarovskadm.ru/en/news/", b"<p>newer</p>", date="2022-01-01T00:00:00Z"),
+    Capture("http://khabarovskadm.ru/fresh/", b"<p>only here</p>"),
+    # A revisit of a payload in no file of the map.
+    Capture(
+        "http://khabarovskadm.ru/lost/",
+        kind="revisit",
+        refers=("http://khabarovskadm.ru/nowhere/", "2020-01-01T00:00:00Z"),
+    ),
+    Capture("http://khabarovskadm.ru/moved/", status="302 Found", headers=()),  # no Location
+]
+
+
+@pytest.fixture
+def two_archives(tmp_path: Path) -> Path:
+    write_warc(tmp_path / "site.warc.gz", OLD_SITE)
+    write_warc(tmp_path / "later.warc", LATER, gzip=False)
+    return archive_map(tmp_path, ["site.warc.gz", "later.warc"], ["{from: /ruled/, to: /new/}"])
+
+
+def test_each_archive_file_counts_captures_served_and_records_skipped_by_reason(
+    two_archives: Path,
+) -> None:
+    report = check(str(two_archives))
+    assert report.problems == () and not report.failed()
+    folder = two_archives.parent
+    site, later = report.archives
+    assert site == ArchiveFile(str(folder / "site.warc.gz"), 8, {**OLD_SITE_SKIPPED, SUPERSEDED: 2})
+    assert later == ArchiveFile(
+        str(folder / "later.warc"),
+        2,
+        {
+            "HTTP status 302": 1,
+            "revisit of a payload not in the archive": 1,
+            "warcinfo record (not a response)": 1,
+        },
+    )
+    # Every record written is served or skipped, once: OLD_SITE and LATER, a warcinfo each.
+    records = sum(a.captures + a.records_skipped for a in report.archives)
+    assert records == len(OLD_SITE) + 1 + len(LATER) + 1
+    assert sum(a.captures for a in report.archives) == len(load_map(two_archives).captures)
+
+
+def test_check_prints_each_archive_file_then_the_summary(two_archives: Path) -> None:
+    result = CliRunner().invoke(main, ["check", "--map", str(two_archives)])
+    assert result.exit_code == 0, result.output
+    folder = two_archives.parent
+    lines = result.output.splitlines()
+    assert lines[0].startswith(f"{folder / 'site.warc.gz'}: 8 captures served, 6 records skipped (")
+    assert "2 superseded by a later capture of the same URL" in lines[0]
+    assert "1 HTTP status 404" in lines[0] and "1 host not served by the map" in lines[0]
+    assert lines[1] == (
+        f"{folder / 'later.warc'}: 2 captures served, 3 records skipped (1 HTTP status 302,"
+        " 1 revisit of a payload not in the archive, 1 warcinfo record (not a response))"
+    )
+    assert lines[2] == (
+        f"{two_archives}: 1 rules (1 exact, 0 query, 0 pattern, 0 gone), 3 hosts (+1 alias),"
+        " 10 captures from 2 archive files: 0 errors, 0 warnings"
+    )
+    assert len(lines) == 3
+
+
+def test_check_json_lists_the_archive_files(two_archives: Path) -> None:
+    result = CliRunner().invoke(main, ["check", "--map", str(two_archives), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["ok"] is True and data["loaded"] is True
+    site = data["archives"][0]
+    assert site["file"] == str(two_archives.parent / "site.warc.gz")
+    assert (site["captures"], site["skipped"]) == (8, 6)
+    assert site["skipped_by_reason"] == {**OLD_SITE_SKIPPED, SUPERSEDED: 2}
+    assert [a["captures"] for a in data["archives"]] == [8, 2]
+
+
+def test_a_map_without_archive_lists_none(lint_map: tuple[Path, str]) -> None:
+    report = check(str(lint_map[0]))
+    assert report.archives == () and to_json(report)["archives"] == []
+    assert "captures" not in summary_line(report)
+
+
+def _zip_not_wacz(path: Path) -> None:
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("readme.txt", "not a web archive")
+
+
+def _cut(path: Path) -> None:
+    data = write_warc(path, OLD_SITE).read_bytes()
+    path.write_bytes(data[:-40])
+
+
+BROKEN: list[tuple[str, str, Callable[[Path], object], str]] = [
+    ("empty", "bad.warc.gz", lambda p: p.write_bytes(b""), ": error: the file is empty"),
+    ("cut-gzip", "bad.warc.gz", _cut, ": error: the record at byte "),
+    ("zip-not-wacz", "bad.wacz", _zip_not_wacz, ": error: not a WACZ"),
+    ("not-warc", "bad.warc", lambda p: p.write_text("<html>hello</html>\n"), ": error: not a WARC"),
+    ("missing", "bad.warc", lambda p: None, ": error: cannot read"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "build", "words"), [b[1:] for b in BROKEN], ids=[b[0] for b in BROKEN]
+)
+def test_a_broken_archive_file_is_an_error_naming_it_and_the_others_still_count(
+    tmp_path: Path, name: str, build: Callable[[Path], object], words: str
+) -> None:
+    write_warc(tmp_path / "site.warc.gz", OLD_SITE)
+    build(tmp_path / name)
+    map_path = archive_map(tmp_path, ["site.warc.gz", name])
+    result = CliRunner().invoke(main, ["check", "--map", str(map_path)])
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output
+    lines = result.output.splitlines()
+    shown = str(tmp_path / name)
+    assert lines[0].startswith(shown) and words in lines[0], lines
+    assert re.fullmatch(rf"{re.escape(shown)}(:\d+)?: error: \S.*", lines[0]), lines[0]
+    assert lines[1].startswith(f"{tmp_path / 'site.warc.gz'}: 9 captures served, 5 records")
+    assert lines[2].startswith(f"{map_path}: does not load: ")
+    assert lines[2].endswith(" 9 captures from 2 archive files: 1 error, 0 warnings")
+    data = json.loads(CliRunner().invoke(main, ["check", "--map", str(map_path), "--json"]).output)
+    assert (data["ok"], data["loaded"], data["errors"]) == (False, False, 1)
+    assert data["problems"][0]["file"] == shown and data["problems"][0]["severity"] == "error"
+    assert [a["file"] for a in data["archives"]] == [str(tmp_path / "site.warc.gz")]

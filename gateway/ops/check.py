@@ -5,7 +5,9 @@ served. This module adds what a map can load with and still get wrong: rules tha
 can never answer (shadowed patterns), exact rules a pattern already answers the
 same way, rules that differ only by encoding or case, targets that point back at
 a legacy host, and ``examples:`` that the rule does not answer. Examples are asked
-through ``gateway.decide`` exactly as the server would answer them.
+through ``gateway.decide`` exactly as the server would answer them. For a map with a
+web archive (spec §8) it reports each archive file: the captures it serves and the
+records skipped, by reason; a file that does not read is an error, ``FILE: error: …``.
 
 Every finding is a ``Problem`` named by the rule's ``FILE:LINE``. The analyses are
 conservative: a warning is only given when it is certain.
@@ -40,6 +42,32 @@ class Summary:
     files: tuple[str, ...]
 
 
+# A served-kind record that a later capture of its URL replaces is not served: it counts
+# among the records skipped, with this reason (the index counts it as superseded).
+SUPERSEDED = "superseded by a later capture of the same URL"
+
+
+@dataclass(frozen=True)
+class ArchiveFile:
+    """One archive file of the map (spec §8): captures served, records skipped and why."""
+
+    file: str
+    captures: int
+    skipped: dict[str, int]  # reason -> records, the most frequent first
+
+    @property
+    def records_skipped(self) -> int:
+        """Count the records skipped, whatever the reason."""
+        return sum(self.skipped.values())
+
+    def __str__(self) -> str:
+        reasons = ", ".join(f"{n} {reason}" for reason, n in self.skipped.items())
+        line = f"{self.file}: {self.captures} capture{'s' * (self.captures != 1)} served"
+        skipped = self.records_skipped
+        line += f", {skipped} record{'s' * (skipped != 1)} skipped"
+        return line + (f" ({reasons})" if reasons else "")
+
+
 @dataclass(frozen=True)
 class CheckReport:
     """The result of ``check``: every problem (errors and warnings) and, if it loaded, a summary."""
@@ -47,6 +75,8 @@ class CheckReport:
     map_path: str
     problems: tuple[Problem, ...]
     summary: Summary | None
+    archives: tuple[ArchiveFile, ...] = ()  # the archive files that read, in the map's order
+    archive_errors: int = 0  # archive files that do not read: the map is not served
 
     @property
     def errors(self) -> int:
@@ -66,12 +96,33 @@ class CheckReport:
 def check(map_path: str) -> CheckReport:
     """Load the map and return every problem in it, errors first, then warnings."""
     try:
-        redirect_map = load_map(map_path)
+        # An archive file that does not read fails the load (spec §8): here it is one error
+        # among the others, and the files that do read are still counted.
+        redirect_map = load_map(map_path, archive_optional=True)
     except MapError as exc:
         return CheckReport(map_path, exc.problems, None)
+    broken = redirect_map.archive_problems
     problems = [*check_examples(redirect_map), *lint(redirect_map)]
     problems.sort(key=lambda p: (p.severity != "error", _rule_order(redirect_map, p)))
-    return CheckReport(map_path, tuple(problems), summarize(redirect_map))
+    return CheckReport(
+        map_path,
+        (*broken, *problems),
+        summarize(redirect_map),
+        archive_files(redirect_map),
+        len(broken),
+    )
+
+
+def archive_files(redirect_map: RedirectMap) -> tuple[ArchiveFile, ...]:
+    """Return each archive file that read: its captures served, its records skipped and why."""
+    out = []
+    for f in redirect_map.captures.files:
+        skipped = Counter(f.skipped)
+        if f.superseded:
+            skipped[SUPERSEDED] += f.superseded
+        ordered = dict(sorted(skipped.items(), key=lambda item: (-item[1], item[0])))
+        out.append(ArchiveFile(f.file, f.served, ordered))
+    return tuple(out)
 
 
 def _rule_order(redirect_map: RedirectMap, problem: Problem) -> tuple[int, int]:
@@ -369,7 +420,17 @@ def _same_answer(mine: object, theirs: object) -> bool:
 
 
 def summary_line(report: CheckReport) -> str:
-    """Return the one-line summary: rules by kind, hosts, errors, warnings."""
+    """Return the summary: a line per archive file that read (``ArchiveFile``), then one line.
+
+    The last line: rules by kind, hosts, captures served (with a web archive), errors,
+    warnings. A map whose archive file does not read is not served: "does not load".
+    """
+    lines = [str(a) for a in report.archives]
+    lines.append(_summary(report))
+    return "\n".join(lines)
+
+
+def _summary(report: CheckReport) -> str:
     counts = f"{report.errors} error{'s' * (report.errors != 1)}, "
     counts += f"{report.warnings} warning{'s' * (report.warnings != 1)}"
     s = report.summary
@@ -378,9 +439,15 @@ def summary_line(report: CheckReport) -> str:
     kinds = ", ".join(f"{n} {k}" for k, n in s.by_kind.items())
     aliases = f" (+{s.aliases} alias{'es' * (s.aliases != 1)})" if s.aliases else ""
     files = f" in {len(s.files)} files" if len(s.files) > 1 else ""
+    loads = "does not load: " if report.archive_errors else ""
+    captures = ""
+    if report.archives or report.archive_errors:
+        served = sum(a.captures for a in report.archives)
+        n = len(report.archives) + report.archive_errors
+        captures = f", {served} captures from {n} archive file{'s' * (n != 1)}"
     return (
-        f"{report.map_path}: {s.rules} rules{files} ({kinds}), "
-        f"{len(s.hosts)} hosts{aliases}: {counts}"
+        f"{report.map_path}: {loads}{s.rules} rules{files} ({kinds}), "
+        f"{len(s.hosts)} hosts{aliases}{captures}: {counts}"
     )
 
 
@@ -390,7 +457,7 @@ def to_json(report: CheckReport, strict: bool = False) -> dict[str, Any]:
     return {
         "map": report.map_path,
         "ok": not report.failed(strict),
-        "loaded": s is not None,
+        "loaded": s is not None and not report.archive_errors,
         "errors": report.errors,
         "warnings": report.warnings,
         "problems": [
@@ -406,4 +473,14 @@ def to_json(report: CheckReport, strict: bool = False) -> dict[str, Any]:
             "aliases": s.aliases,
             "files": list(s.files),
         },
+        # Spec §8: each archive file that read; one that does not is among the problems.
+        "archives": [
+            {
+                "file": a.file,
+                "captures": a.captures,
+                "skipped": a.records_skipped,
+                "skipped_by_reason": a.skipped,
+            }
+            for a in report.archives
+        ],
     }
