@@ -205,6 +205,18 @@ def child_exit(server: Any, worker: Any) -> None:
         multiprocess.mark_process_dead(worker.pid)
 
 
+def worker_exit(server: Any, worker: Any) -> None:
+    """Write what the worker still holds: its buffered access lines and metric counts.
+
+    Runs in the worker once it has stopped serving (SIGTERM, HUP, SIGINT, a timeout's
+    SIGABRT); atexit flushes again after the last request thread ends. Only SIGKILL
+    skips both: it loses at most the worker's last flush interval (docs/operations.md).
+    """
+    accesslog = sys.modules.get("gateway.accesslog")  # absent if the app never loaded
+    if accesslog is not None:
+        accesslog.flush()
+
+
 def on_exit(server: Any) -> None:
     """Remove the metrics folder gunicorn made for itself."""
     own = os.environ.get(_OWN_METRICS_DIR)

@@ -2,7 +2,7 @@
 
 Owns the access log's format and destination. The logger is ``gateway.access``;
 ``configure`` points it at stdout (``-``, the default), a file (appended to by
-every worker, one ``write`` per line, reopened when logrotate moves it) or
+every worker, whole lines per ``write``, reopened when logrotate moves it) or
 nowhere (``off``) — env ``GATEWAY_ACCESS_LOG``. A line holds:
 
     ts, pid, method, host, raw_target, path, outcome, status, rule, location,
@@ -14,17 +14,29 @@ percent-encoded, so the line is text and ``gateway coverage`` can replay it);
 redirect's target; ``map`` is the version of the map that answered.
 Service endpoints (``/-/health``, ``/-/metrics``) leave no line. Nothing here
 ever raises into the request: a line that cannot be written is dropped.
+
+Recording is buffered in each worker: lines are kept until BUFFER_BYTES of them
+wait, and the metrics' tally until the next flush. A daemon thread flushes both
+every FLUSH_INTERVAL seconds; ``flush()`` runs at exit too (atexit, and
+gunicorn's ``worker_exit``), so a worker that stops (SIGTERM, HUP, a timeout's
+SIGABRT) loses nothing, and one killed with SIGKILL loses at most its last
+interval of lines and counts (docs/operations.md).
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
+import select
+import stat
 import sys
+import threading
 import time
+import weakref
 from json.encoder import encode_basestring
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from gateway.outcomes import Outcome, Redirect
 from gateway.responses import answer_of
@@ -51,11 +63,60 @@ def _after_fork() -> None:
 os.register_at_fork(after_in_child=_after_fork)
 
 
+# --- buffered recording: what is flushed, and when ------------------------------------------
+
+FLUSH_INTERVAL = 1.0  # seconds: the most a SIGKILL can lose of a worker's lines and counts
+BUFFER_BYTES = 64 * 1024  # access lines kept before they are written, whatever the interval
+
+
+class Flushable(Protocol):
+    def flush(self) -> None: ...
+
+
+_flushable: weakref.WeakSet[Flushable] = weakref.WeakSet()
+_flusher_pid = 0  # the process whose flusher thread runs (threads do not survive a fork)
+_flusher_lock = threading.Lock()
+
+
+def keep_flushed(item: Flushable) -> None:
+    """Flush `item` with the others: every FLUSH_INTERVAL, on `flush()` and at exit."""
+    _flushable.add(item)
+
+
+def flush() -> None:
+    """Write out every buffered line and count now; never raise."""
+    for item in list(_flushable):
+        try:
+            item.flush()
+        except Exception:
+            _report_once(f"flushing {type(item).__name__} failed")
+
+
+atexit.register(flush)  # after threading joins the request threads: their records included
+
+
+def _start_flusher() -> None:
+    global _flusher_pid
+    with _flusher_lock:
+        if _flusher_pid == _pid:
+            return
+        threading.Thread(target=_flush_forever, name="gateway-record-flush", daemon=True).start()
+        _flusher_pid = _pid
+
+
+def _flush_forever() -> None:
+    while True:
+        time.sleep(FLUSH_INTERVAL)
+        flush()
+
+
 class RequestRecorder:
     """Record one answered request: its metrics, then its access-log line."""
 
     def __init__(self, metrics: Metrics | None) -> None:
         self.metrics = metrics
+        if metrics is not None:
+            keep_flushed(metrics)
 
     def __call__(
         self,
@@ -69,6 +130,8 @@ class RequestRecorder:
         """Record a request answered with `status`."""
         try:
             seconds = time.perf_counter() - started
+            if _flusher_pid != _pid:
+                _start_flusher()  # at the first request of each process
             name = answer_of(outcome).name
             if self.metrics is not None:
                 self.metrics.observe(name, status, seconds)
@@ -214,28 +277,46 @@ def _report_once(what: str) -> None:
 
 
 class LineHandler(logging.Handler):
-    """Write each record's message as one line with one write(2) (O_APPEND for files).
+    """Write records' messages as lines, whole lines per write(2) (O_APPEND for files).
 
-    One write per line keeps lines whole when several workers append to one file.
-    A file moved away (logrotate) is noticed within a second and reopened.
+    Lines are buffered (up to `buffer_bytes`) and written by `flush`: every
+    FLUSH_INTERVAL by the flusher thread, when the buffer is full, and at exit. A
+    regular file gets all of them in one write: on Linux a write(2) to a local file
+    opened O_APPEND is not interleaved with another process's (PIPE_BUF is a pipe's
+    rule, not a file's), so workers appending to one file keep their lines whole. A
+    pipe or socket (stdout under a supervisor) gets writes of whole lines up to
+    PIPE_BUF each, the size a pipe keeps whole; no line is longer (MAX_LINE_BYTES).
+    A file moved away (logrotate) is noticed within a second and reopened; lines
+    still buffered then go to the new file. `buffer_bytes=0` writes each line at once.
     """
 
     REOPEN_CHECK = 1.0  # seconds
 
-    def __init__(self, destination: str) -> None:
+    def __init__(self, destination: str, buffer_bytes: int = BUFFER_BYTES) -> None:
         super().__init__(logging.INFO)
         self.destination = destination
+        self.buffer_bytes = buffer_bytes
         self._fd = -1
+        self._regular = False
         self._checked = 0.0
+        self._buffer: list[bytes] = []
+        self._buffered = 0
+        self._buffer_lock = threading.Lock()  # held by request threads: only to append
+        self._write_lock = threading.Lock()  # one flush at a time, so lines stay in order
         self._open()
+        keep_flushed(self)
 
     def _open(self) -> None:
         if self.destination == "-":
             self._fd = sys.stdout.fileno()
-            return
-        self._fd = os.open(
-            self.destination, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640
-        )
+        else:
+            self._fd = os.open(
+                self.destination, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640
+            )
+        try:
+            self._regular = stat.S_ISREG(os.fstat(self._fd).st_mode)
+        except OSError:
+            self._regular = False  # written in PIPE_BUF pieces, the safe choice
 
     def _reopen_if_moved(self) -> None:
         now = time.monotonic()
@@ -252,26 +333,73 @@ class LineHandler(logging.Handler):
             self._open()
 
     def emit(self, record: logging.LogRecord) -> None:
-        """Write the record's message and a newline."""
+        """Buffer the record's message and a newline."""
         self.write(record.getMessage())
 
     def write(self, line: str) -> None:
-        """Write one line (a newline is added); never raise."""
+        """Buffer one line (a newline is added), written by `flush`; never raise."""
         try:
-            with self.lock:  # type: ignore[union-attr]
-                self._reopen_if_moved()
-                data = (line + "\n").encode("utf-8", "replace")
-                while data:
-                    written = os.write(self._fd, data)
-                    data = data[written:]
+            data = (line + "\n").encode("utf-8", "replace")
+            if not self.buffer_bytes:
+                self._write_now(data)
+                return
+            with self._buffer_lock:
+                self._buffer.append(data)
+                self._buffered += len(data)
+                full = self._buffered >= self.buffer_bytes
+            if full:
+                self.flush()
         except Exception:
             _report_once(f"writing the access log to {self.destination!r} failed")
 
+    def _write_now(self, data: bytes) -> None:
+        """Write one line at once (unbuffered: as before issue 14)."""
+        with self.lock:  # type: ignore[union-attr]
+            self._reopen_if_moved()
+            while data:
+                written = os.write(self._fd, data)
+                data = data[written:]
+
+    def flush(self) -> None:
+        """Write every buffered line; never raise (lines that cannot be written are dropped)."""
+        try:
+            with self._write_lock:
+                with self._buffer_lock:
+                    lines, self._buffer, self._buffered = self._buffer, [], 0
+                if not lines or self._fd < 0:
+                    return
+                self._reopen_if_moved()
+                for chunk in self._chunks(lines):
+                    while chunk:
+                        written = os.write(self._fd, chunk)
+                        chunk = chunk[written:]
+        except Exception:
+            _report_once(f"writing the access log to {self.destination!r} failed")
+
+    def _chunks(self, lines: list[bytes]) -> list[bytes]:
+        """Group whole lines into the writes `flush` makes (see the class)."""
+        if self._regular:
+            return [b"".join(lines)]
+        chunks: list[bytes] = []
+        group: list[bytes] = []
+        size = 0
+        for data in lines:
+            if group and size + len(data) > select.PIPE_BUF:
+                chunks.append(b"".join(group))
+                group, size = [], 0
+            group.append(data)
+            size += len(data)
+        chunks.append(b"".join(group))
+        return chunks
+
     def close(self) -> None:
-        """Close the file (never stdout)."""
-        if self.destination != "-" and self._fd >= 0:
-            os.close(self._fd)
-        self._fd = -1
+        """Write what is buffered and close the file (never stdout)."""
+        self.flush()
+        with self._write_lock:
+            if self.destination != "-" and self._fd >= 0:
+                os.close(self._fd)
+            self._fd = -1
+        _flushable.discard(self)
         super().close()
 
 

@@ -8,14 +8,24 @@ one process's own registry is served.
 
 Service endpoints (``/-/health``, ``/-/metrics``) are not counted: the request
 figures are the legacy traffic only.
+
+The request figures are tallied in plain Python in each worker (``observe``: one
+dict entry under a lock) and added to prometheus_client's values by ``flush``:
+every second from gateway.accesslog's flusher thread, at exit, and before
+``/-/metrics`` renders (so a scrape counts every request its own worker answered).
+A worker killed with SIGKILL loses at most its last second of counts; the map
+figures (reloads, gauges) are written at once.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import struct
+import threading
 import time
+from bisect import bisect_left
 from typing import TYPE_CHECKING
 
 from flask import Response
@@ -45,7 +55,7 @@ LATENCY_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 
 class Metrics:
     """The gateway's metrics, in their own registry (so that each app has its own)."""
 
-    def __init__(self, multiprocess_dir: str | None = None) -> None:
+    def __init__(self, multiprocess_dir: str | None = None, *, aggregate: bool = True) -> None:
         self.multiprocess_dir = multiprocess_dir or os.environ.get("PROMETHEUS_MULTIPROC_DIR")
         if self.multiprocess_dir and values.ValueClass is values.MutexValue:
             # prometheus_client was imported before the variable was set: each worker
@@ -112,9 +122,55 @@ class Metrics:
         )
         self._children: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
         self._info_labels: tuple[str, str] | None = None
+        # The tally not yet flushed: (outcome, status, bucket) -> [requests, seconds].
+        # `bucket` indexes the histogram's upper bounds as Histogram.observe would pick it
+        # (the first bound >= the duration; the last one is +Inf).
+        self.aggregate = aggregate
+        self._bounds = (*LATENCY_BUCKETS, math.inf)
+        self._pending: dict[tuple[str, int, int], list[float]] = {}
+        self._lock = threading.Lock()  # guards _pending: observe and the swap in flush
+        self._flush_lock = threading.Lock()  # one flush at a time, so a scrape waits for one
 
     def observe(self, outcome: str, status: int, seconds: float) -> None:
-        """Count one answered request and its duration."""
+        """Count one answered request and its duration (in the tally, until `flush`)."""
+        if not self.aggregate:
+            self._apply_one(outcome, status, seconds)
+            return
+        key = (outcome, status, bisect_left(self._bounds, seconds))
+        # A lock, not the GIL: `tally[0] += 1` is a read and a write, and a thread switch
+        # between them would lose a count. Uncontended it costs well under a microsecond.
+        with self._lock:
+            tally = self._pending.get(key)
+            if tally is None:
+                self._pending[key] = [1, seconds]
+            else:
+                tally[0] += 1
+                tally[1] += seconds
+
+    def flush(self) -> None:
+        """Add the tally to prometheus_client's values (files under gunicorn) and clear it."""
+        with self._flush_lock:
+            with self._lock:
+                pending, self._pending = self._pending, {}
+            try:
+                for key, (count, seconds) in list(pending.items()):
+                    outcome, status, bucket = key
+                    counter, histogram = self._children_of(outcome, status)
+                    counter.inc(count)
+                    # Histogram.observe, for `count` observations at once: the sum, and
+                    # the one bucket they fall in (stored per bucket, summed when read).
+                    histogram._sum.inc(seconds)
+                    histogram._buckets[bucket].inc(count)
+                    del pending[key]
+            finally:
+                if pending:  # a write failed: keep what was not written for the next flush
+                    with self._lock:
+                        for key, (count, seconds) in pending.items():
+                            tally = self._pending.setdefault(key, [0, 0.0])
+                            tally[0] += count
+                            tally[1] += seconds
+
+    def _children_of(self, outcome: str, status: int) -> tuple[Counter, Histogram]:
         children = self._children.get((outcome, status))
         if children is None:
             # Labelled children are looked up once: .labels() costs more than .inc().
@@ -123,8 +179,13 @@ class Metrics:
                 self.duration.labels(outcome),
             )
             self._children[(outcome, status)] = children
-        children[0].inc()
-        children[1].observe(seconds)
+        return children
+
+    def _apply_one(self, outcome: str, status: int, seconds: float) -> None:
+        """Count one request straight into prometheus_client (no tally: before issue 14)."""
+        counter, histogram = self._children_of(outcome, status)
+        counter.inc()
+        histogram.observe(seconds)
 
     def map_event(self, status: Status, event: str) -> None:
         """Record a map load attempt and what is served after it (a MapHolder listener)."""
@@ -146,6 +207,7 @@ class Metrics:
 
     def render(self) -> bytes:
         """Return every metric in Prometheus text format (all workers' under gunicorn)."""
+        self.flush()  # this worker's figures exact; the others' at most a flush interval old
         if not self.multiprocess_dir:
             return generate_latest(self.registry)
         registry = CollectorRegistry()

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import select
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -40,6 +44,7 @@ def own_handlers() -> list[accesslog.LineHandler]:
 
 
 def lines(log_path: Path) -> list[dict[str, Any]]:
+    accesslog.flush()  # lines are buffered: written every FLUSH_INTERVAL, or now
     return [json.loads(line) for line in log_path.read_text(encoding="utf-8").splitlines()]
 
 
@@ -177,6 +182,7 @@ def test_service_endpoints_are_neither_logged_nor_counted(app: Flask, log_path: 
     assert client.get("/-/health").status_code == 200
     assert client.get("/-/metrics").status_code == 200
     assert client.get("/-/nothing").status_code == 404
+    accesslog.flush()
     assert log_path.read_text() == ""
     assert not [k for k in samples(app) if k[0] == "gateway_requests_total"]
 
@@ -204,6 +210,7 @@ def test_a_broken_log_or_metric_never_fails_the_request(
     monkeypatch.setattr(handler, "REOPEN_CHECK", float("inf"))  # keep the broken pipe
     try:
         status, _ = call(app, "/documents/")
+        accesslog.flush()  # the write fails here, off the request path: it must not raise
     finally:
         os.close(write_end)
     assert status.startswith("301")
@@ -242,6 +249,7 @@ def test_a_rotated_log_file_is_reopened(
 ) -> None:
     monkeypatch.setattr(accesslog.LineHandler, "REOPEN_CHECK", 0.0)
     call(app, "/documents/")
+    accesslog.flush()
     log_path.rename(log_path.with_suffix(".1"))  # what logrotate does
     call(app, "/contacts/")
     assert [line["raw_target"] for line in lines(log_path)] == ["/contacts/"]
@@ -276,6 +284,7 @@ def test_no_line_exceeds_4_kib_whatever_the_request(
     app: Flask, log_path: Path, target: str, headers: dict[str, str], cut: list[str]
 ) -> None:
     call(app, target, **headers)
+    accesslog.flush()
     raw = log_path.read_bytes()
     assert raw.count(b"\n") == 1
     assert len(raw) <= accesslog.MAX_LINE_BYTES
@@ -299,3 +308,82 @@ def test_coverage_does_not_replay_a_cut_target() -> None:
     assert other_line(line.encode()) == CUT_TARGET
     whole = json.dumps({"method": "GET", "raw_target": "/x", "cut": ["user_agent"]})
     assert other_line(whole.encode()) == (None, "/x")
+
+
+# --- buffering: lines written in whole-line batches, nothing lost at a clean exit ------------
+
+
+def test_a_line_waits_in_the_buffer_at_most_a_flush_interval(app: Flask, log_path: Path) -> None:
+    call(app, "/documents/")
+    call(app, "/contacts/")
+    deadline = time.monotonic() + 3 * accesslog.FLUSH_INTERVAL
+    while log_path.read_bytes().count(b"\n") < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    # Written by the flusher thread, not by lines(): no flush() before this read.
+    raw = log_path.read_bytes()
+    assert [json.loads(x)["raw_target"] for x in raw.splitlines()] == ["/documents/", "/contacts/"]
+
+
+def written_chunks(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    chunks: list[bytes] = []
+    real_write = os.write
+
+    def recording(fd: int, data: bytes) -> int:
+        chunks.append(bytes(data))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(accesslog.os, "write", recording)
+    return chunks
+
+
+def test_a_full_buffer_goes_to_a_file_in_one_write_of_whole_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handler = accesslog.LineHandler(str(tmp_path / "a.log"), buffer_bytes=10_000)
+    chunks = written_chunks(monkeypatch)
+    line = "x" * 999  # 1,000 bytes with its newline
+    for _ in range(9):
+        handler.write(line)
+    assert chunks == []  # 9,000 bytes wait
+    handler.write(line)
+    assert [len(c) for c in chunks] == [10_000]
+    handler.write("last")
+    handler.close()  # writes what is left
+    assert [len(c) for c in chunks] == [10_000, 5]
+    assert (tmp_path / "a.log").read_bytes() == (line + "\n").encode() * 10 + b"last\n"
+
+
+def test_a_pipe_gets_whole_lines_no_more_than_pipe_buf_a_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        handler = accesslog.LineHandler(str(fifo))
+        chunks = written_chunks(monkeypatch)
+        sent = [f"{n:04d}" + "y" * (n * 37 % 3000) for n in range(40)]
+        for line in sent:
+            handler.write(line)
+        handler.close()
+        assert len(chunks) > 1
+        assert all(len(c) <= select.PIPE_BUF and c.endswith(b"\n") for c in chunks)
+        received = b""
+        while chunk := os.read(reader, 1 << 20):
+            received += chunk
+    finally:
+        os.close(reader)
+    assert received.decode().splitlines() == sent
+
+
+def test_a_clean_exit_writes_every_buffered_line(tmp_path: Path) -> None:
+    log = tmp_path / "exit.jsonl"
+    code = (
+        "from gateway import accesslog\n"
+        f"accesslog.configure({str(log)!r})\n"
+        "for n in range(500):\n"
+        "    accesslog.access_log.handlers[0].write('{\"n\":%d}' % n)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert [json.loads(x)["n"] for x in log.read_text().splitlines()] == list(range(500))
