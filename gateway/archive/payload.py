@@ -9,6 +9,7 @@ read into memory. Pure: no Flask.
 from __future__ import annotations
 
 import io
+import os
 import re
 import zlib
 from collections.abc import Iterator
@@ -62,19 +63,15 @@ def stream_payload(capture: Capture) -> Iterator[bytes]:
 
 def open_payload(capture: Capture) -> Payload:
     """Open the record of a capture; raise ArchiveError when it no longer reads."""
+    fast = _read_plain(capture) if 0 < capture.length <= FAST_RECORD_BYTES else None
+    if fast is not None:
+        mime, body = fast
+        stream = io.BytesIO(body)
+        return Payload(mime or capture.mime, capture.payload_length, stream, stream)
     try:
         fh = open(capture.path, "rb")  # noqa: SIM115 - closed by the Payload
     except OSError as exc:
         raise ArchiveError(capture.file, f"cannot read: {exc.strerror or exc}") from None
-    if 0 < capture.length <= FAST_RECORD_BYTES:
-        try:
-            fh.seek(capture.offset)
-            fast = _plain_record(fh.read(capture.length))
-        except (OSError, ValueError):
-            fast = None
-        if fast is not None:
-            mime, body = fast
-            return Payload(mime or capture.mime, capture.payload_length, fh, io.BytesIO(body))
     try:
         iterator = StrictIterator(Window(fh, capture.offset, capture.length))
         record = next(iterator)
@@ -96,7 +93,31 @@ def open_payload(capture: Capture) -> Payload:
         ) from None
 
 
-_HEADER_LINE = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*([\x20-\x7e\t]*?)[ \t]*")
+def _read_plain(capture: Capture) -> tuple[str, bytes] | None:
+    """Read a small record in one pread and return its plain payload, or None (warcio's case)."""
+    try:
+        fd = os.open(capture.path, os.O_RDONLY)
+    except OSError:
+        return None  # the general path says why
+    try:
+        raw = os.pread(fd, capture.length, capture.offset)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    if len(raw) != capture.length:
+        return None
+    try:
+        return _plain_record(raw)
+    except (ValueError, zlib.error):
+        return None
+
+
+_TOKEN = rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+# The header lines after a status line, each ending in CRLF: no folded line, bare CR or LF,
+# or control character (those are warcio's case); then each (name, value), value trimmed.
+_HEADER_BLOCK = re.compile(rb"(?:" + _TOKEN + rb":[\x20-\x7e\t]*\r\n)*")
+_HEADER_LINE = re.compile(rb"(" + _TOKEN + rb"):[ \t]*([\x20-\x7e\t]*?)[ \t]*\r\n")
 
 
 def _plain_record(raw: bytes) -> tuple[str, bytes] | None:
@@ -141,16 +162,14 @@ def _headers(data: bytes, version: bytes) -> tuple[dict[bytes, bytes], int] | No
     end = data.find(b"\r\n\r\n")
     if end < 0 or not data.startswith(version):
         return None
-    head = data[:end]
-    if b"\n\n" in head or b"\r\r" in head or not head.isascii():
+    first = data.find(b"\r\n")
+    if b"\n" in data[:first] or b"\r" in data[:first]:
+        return None  # a status line with a bare CR or LF
+    lines = data[first + 2 : end + 2]  # the header lines, each with its CRLF
+    if not lines.isascii() or _HEADER_BLOCK.fullmatch(lines) is None:
         return None
-    fields: dict[bytes, bytes] = {}
-    for line in head.split(b"\r\n")[1:]:
-        match = _HEADER_LINE.fullmatch(line)
-        if match is None:
-            return None  # a folded line, a bare CR or LF, a control character: warcio's case
-        name = match[1].lower()
-        if name in fields:
-            return None  # a repeated header: which one counts is warcio's to say
-        fields[name] = match[2]
+    pairs = _HEADER_LINE.findall(lines)
+    fields = {name.lower(): value for name, value in pairs}
+    if len(fields) != len(pairs):
+        return None  # a repeated header: which one counts is warcio's to say
     return fields, end + 4
