@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 GATEWAY_MAP ?= redirects.yaml
 GATEWAY_BIND ?= 127.0.0.1:8080
 
-.PHONY: all install run test lint typecheck fmt bench bench-front fuzz clean help
+.PHONY: all install run test lint typecheck fmt bench bench-front bench-archive fuzz clean help
 
 # The first target is the default: check everything, destroy nothing.
 all: test ## the default: same as make test
@@ -51,6 +51,11 @@ bench: $(STAMP) ## run the benchmarks: wrk vs bare WSGI and nginx, micro (bench/
 BENCH_FRONT_ARGS ?=
 bench-front: $(STAMP) ## the standalone nginx front under 3,700 slow/idle connections, 2,000-conn load
 	$(BIN)/python bench/front.py $(BENCH_FRONT_ARGS)
+
+# BENCH_ARCHIVE_ARGS, e.g. --captures 20000 --pdf-mb 10 for a quicker run; about 30 s as is.
+BENCH_ARCHIVE_ARGS ?=
+bench-archive: $(STAMP) ## web archive figures: a 100k-capture WARC's index, worker start, memory, answers
+	$(BIN)/python bench/archive.py $(BENCH_ARCHIVE_ARGS)
 
 # FUZZ_TIME (s per harness, default 120), HYPOTHESIS_MAX_EXAMPLES (10000), FAULT_REWRITES (100).
 fuzz: $(STAMP) ## atheris fuzzers, properties at 10000 examples, full fault injection
