@@ -127,6 +127,7 @@ def write_pages(path: Path, count: int) -> list[str]:
                 warc_headers_dict={"WARC-Date": f"2021-02-{1 + n % 28:02d}T10:00:00Z"},
             )
             writer.write_record(record)
+            record.raw_stream.close()  # warcio buffers a payload of unknown length in a temp file
     return urls
 
 
@@ -153,6 +154,7 @@ def write_pdf(path: Path, megabytes: int) -> int:
             warc_headers_dict={"WARC-Date": "2020-12-30T09:00:00Z"},
         )
         writer.write_record(record)
+        record.raw_stream.close()
     return len(body)
 
 

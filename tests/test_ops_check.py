@@ -360,3 +360,16 @@ def test_a_broken_archive_file_is_an_error_naming_it_and_the_others_still_count(
     assert (data["ok"], data["loaded"], data["errors"]) == (False, False, 1)
     assert data["problems"][0]["file"] == shown and data["problems"][0]["severity"] == "error"
     assert [a["file"] for a in data["archives"]] == [str(tmp_path / "site.warc.gz")]
+
+
+def test_a_large_valid_archive_is_counted_whole(tmp_path: Path) -> None:
+    # 5,000 gzipped records cross many of the reader's 16 KiB read blocks: a record whose
+    # last bytes end a block (its gzip trailer not yet read) is no cut file.
+    from bench.archive import write_pages
+
+    write_pages(tmp_path / "big.warc.gz", 5000)
+    report = check(str(archive_map(tmp_path, ["big.warc.gz"])))
+    assert report.problems == ()
+    assert report.archives == (
+        ArchiveFile(str(tmp_path / "big.warc.gz"), 5000, {"warcinfo record (not a response)": 1}),
+    )
