@@ -431,9 +431,19 @@ def test_hup_with_a_broken_map_and_no_copy_refuses_readiness_until_fixed(
     response = raw_request(port, "/a")
     assert (response.status, response.header("Retry-After")) == (503, "5")
     assert (response.header("Location"), response.header("Cache-Control")) == (None, "no-store")
-    assert "unavailable" in {
-        labels["outcome"] for name, labels, _ in scrape(port) if name == "gateway_requests_total"
-    }
+
+    def outcomes_counted() -> set[str]:
+        return {
+            labels["outcome"]
+            for name, labels, _ in scrape(port)
+            if name == "gateway_requests_total"
+        }
+
+    # Counted by the worker that answered, in the files within a flush interval.
+    deadline = time.monotonic() + 3 * FLUSH_INTERVAL
+    while "unavailable" not in outcomes_counted() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "unavailable" in outcomes_counted()
     # Fixed on disk: the same workers serve it, no restart.
     (v5,) = reference_versions(tmp_path, ["v5"])
     deploy(live, "v5")
