@@ -1,8 +1,8 @@
 """The ``gateway`` command line for the people who edit the map: thin click wrappers.
 
-Each command parses its options and calls a plain function (in ``gateway.ops``
-or ``gateway.ops.export``, its commands in ``gateway.cli_export``) that takes and returns values, so it can be tested
-without click. Every command reads the map with the same loader, canonicaliser
+Each command parses its options and calls a plain function (in ``gateway.ops``;
+the export commands are in ``gateway.cli_export``) that takes and returns values, so
+it can be tested without click. Every command reads the map with the same loader, canonicaliser
 and matcher as the server.
 """
 
