@@ -1,31 +1,22 @@
-"""The index of a map's web archives: captures keyed by canonical URL (spec §8), kept as CDXJ.
+"""The index of a map's web archives: captures keyed by canonical URL (spec §8).
 
 Owns the capture key (host, path and the *set* of significant query parameters, in
-the canonical form of §3 that requests get), the ``Capture`` value, building one
-file's index from its records (``gateway.archive.reader``) and keeping it as CDXJ
-text in a cache folder, and merging the files' indexes into the one ``ArchiveIndex``
-a map serves: the latest ``WARC-Date`` wins, at equal dates the later record of the
-later file; revisit records are resolved to the response whose payload they repeat.
-
-The cache: one ``.cdxj`` file per archive file, named by the archive's absolute path,
-size, inode and modification time and by the map's settings that shape a key (case
-rule, ignored query names, served hosts), so an index is reused while the file is
-unchanged and rebuilt when it changes. Kept in a private folder of the service user
-(by default ``archive-index/`` in the gateway's state directory, beside the
-last-known-good copies), written atomically, so that every worker of a machine
-shares one build and a file planted by another user is never read. Pure: no Flask.
+the canonical form of §3 that requests get), the ``Capture`` value and the packed
+``CaptureTable`` of those served, building one file's index from its records
+(``gateway.archive.reader``), reused from the CDXJ cache while the file is unchanged
+(``gateway.archive.cdxj``), and merging the files' indexes into the one
+``ArchiveIndex`` a map serves: the latest ``WARC-Date`` wins, at equal dates the later
+record of the later file; revisit records are resolved to the response whose payload
+they repeat. The values shared with the cache (``KeySettings``, ``FileIndex``) are
+``gateway.archive.values``'s; ``KeySettings`` and ``default_index_dir`` are
+re-exported here for the modules that import them from here. Pure: no Flask.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import itertools
-import json
-import logging
 import os
 import stat
-import tempfile
 from array import array
 from bisect import bisect_left
 from collections import Counter
@@ -36,22 +27,26 @@ from operator import itemgetter
 from typing import Any, overload
 from urllib.parse import quote
 
+from gateway.archive.cdxj import cache_path, default_index_dir, read_cache, write_cache
 from gateway.archive.reader import ArchiveError, Record, parse_date, read_archive
-from gateway.canonical import LegacyURL, Malformed, fold, parse_split, split_target
+from gateway.archive.values import FileIndex, KeySettings
+from gateway.canonical import LegacyURL, fold
 
-log = logging.getLogger("gateway.archive")
+__all__ = [
+    "EMPTY",
+    "ArchiveIndex",
+    "Capture",
+    "CaptureTable",
+    "FileIndex",
+    "KeySettings",
+    "build_index",
+    "capture_key",
+    "default_index_dir",
+    "index_file",
+    "merge",
+]
 
-CDXJ_VERSION = 1
 _KEY_SAFE = "/:@!$'()*+,=-._~"
-_URI_SAFE = "".join(chr(c) for c in range(0x21, 0x7F))
-
-
-def default_index_dir() -> str:
-    """Return the index cache folder: ``archive-index`` in GATEWAY_STATE_DIR or the temp default."""
-    state = os.environ.get("GATEWAY_STATE_DIR", "")
-    if not state or state.lower() == "off":
-        state = os.path.join(tempfile.gettempdir(), f"legacy-gateway-{os.geteuid()}")
-    return os.path.join(state, "archive-index")
 
 
 def capture_key(url: LegacyURL, case_sensitive: bool) -> str:
@@ -61,38 +56,6 @@ def capture_key(url: LegacyURL, case_sensitive: bool) -> str:
     if pairs:
         key += "?" + "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in pairs)
     return key
-
-
-@dataclass(frozen=True)
-class KeySettings:
-    """What shapes a capture's key: the map's host table, case rule and ignored names."""
-
-    host_of: Callable[[str], str | None]
-    case_sensitive: bool
-    is_ignored: Callable[[str], bool]
-    fingerprint: str  # a hash of the settings above: part of each cached index's name
-
-    def url_of(self, uri: str) -> LegacyURL | str:
-        """Return a target URI's canonical URL, or why it is not served (a skip reason)."""
-        if not uri.isascii():
-            uri = quote(uri, safe=_URI_SAFE)  # an IRI: its characters as UTF-8 escapes
-        try:
-            authority, raw_path, raw_query = split_target(uri)
-        except Malformed:
-            return "target URI not http(s)"
-        host = self.host_of(authority or "")
-        if host is None:
-            return "host not served by the map"
-        try:
-            return parse_split(
-                host,
-                raw_path,
-                raw_query,
-                case_sensitive=self.case_sensitive,
-                is_ignored=self.is_ignored,
-            )
-        except Malformed as exc:
-            return f"target URI malformed ({exc})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,23 +79,6 @@ class Capture:
     def is_redirect(self) -> bool:
         """Say whether this capture is a captured redirect (3xx with a Location)."""
         return 300 <= self.status < 400
-
-
-@dataclass(frozen=True)
-class FileIndex:
-    """One archive file's captures (revisits unresolved) and what was skipped, and why.
-
-    Once merged into an ``ArchiveIndex``, ``served`` counts the captures its records
-    answer and ``superseded`` those a later capture of the same key replaces; its
-    ``records`` are then read again from the cache only when asked for (a worker does
-    not keep them: see ``CaptureTable``).
-    """
-
-    file: str
-    records: Sequence[tuple[str, Record]]  # (key, record), in file order
-    skipped: dict[str, int]
-    served: int = 0
-    superseded: int = 0
 
 
 # The captures served, packed: one text per capture, its fields joined by "\n" (no WARC or
@@ -279,9 +225,9 @@ def index_file(path: str, shown: str, settings: KeySettings, cache_dir: str | No
         raise ArchiveError(shown, f"cannot read: {exc.strerror or exc}") from None
     if not stat.S_ISREG(before.st_mode):
         raise ArchiveError(shown, "not a regular file")
-    cache = _cache_path(cache_dir, path, before, settings) if cache_dir else None
+    cache = cache_path(cache_dir, path, before, settings) if cache_dir else None
     if cache is not None:
-        cached = _read_cache(cache, shown)
+        cached = read_cache(cache, shown)
         if cached is not None:
             return cached
     skipped: Counter[str] = Counter()
@@ -303,7 +249,7 @@ def index_file(path: str, shown: str, settings: KeySettings, cache_dir: str | No
         raise ArchiveError(shown, "the file changed while it was being read; try again")
     built = FileIndex(shown, tuple(keyed), dict(skipped))
     if cache is not None:
-        _write_cache(cache, built)
+        write_cache(cache, built)
     return built
 
 
@@ -441,134 +387,3 @@ def _reader(
     path: str, shown: str, settings: KeySettings, cache_dir: str | None
 ) -> Callable[[], Sequence[tuple[str, Record]]]:
     return lambda: index_file(path, shown, settings, cache_dir).records
-
-
-# --- the CDXJ cache -----------------------------------------------------------------------
-
-
-def _cache_path(cache_dir: str, path: str, st: os.stat_result, settings: KeySettings) -> str | None:
-    """Return the cache file of one archive file's current state, or None when no cache is safe."""
-    try:
-        _private_dir(cache_dir)
-    except OSError as exc:
-        log.warning("archive index cache %s not used: %s", cache_dir, exc)
-        return None
-    absolute = os.path.abspath(path)
-    name = hashlib.sha256(absolute.encode("utf-8", "surrogateescape")).hexdigest()[:16]
-    state = f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}:{settings.fingerprint}:{CDXJ_VERSION}"
-    digest = hashlib.sha256(state.encode()).hexdigest()[:16]
-    return os.path.join(cache_dir, f"{name}-{digest}.cdxj")
-
-
-def _private_dir(path: str) -> None:
-    """Create `path` private to this user if missing; refuse one others could write to."""
-    os.makedirs(path, mode=0o700, exist_ok=True)
-    st = os.lstat(path)
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
-        raise PermissionError(f"{path} is not a directory only this user can write to")
-
-
-def to_cdxj(index: FileIndex) -> str:
-    """Return a file's index as CDXJ text: a ``!meta`` line, then ``urlkey timestamp {json}``."""
-    lines = ["!meta " + json.dumps({"version": CDXJ_VERSION, "skipped": index.skipped})]
-    for key, r in index.records:
-        when = parse_date(r.date)
-        stamp = when.strftime("%Y%m%d%H%M%S") if when else "0"
-        fields = {
-            "url": r.url,
-            "date": r.date,
-            "type": r.kind,
-            "status": r.status,
-            "mime": r.mime,
-            "offset": r.offset,
-            "length": r.length,
-            "plen": r.payload_length,
-        }
-        fields.update(
-            {
-                k: v
-                for k, v in (
-                    ("location", r.location),
-                    ("digest", r.digest),
-                    ("refers_url", r.refers_url),
-                    ("refers_date", r.refers_date),
-                )
-                if v
-            }
-        )
-        lines.append(f"{key} {stamp} {json.dumps(fields, ensure_ascii=False)}")
-    return "\n".join(lines) + "\n"
-
-
-def from_cdxj(text: str, shown: str) -> FileIndex:
-    """Read CDXJ text written by ``to_cdxj``; raise ValueError when it is not that."""
-    lines = text.splitlines()
-    if not lines or not lines[0].startswith("!meta "):
-        raise ValueError("no !meta line")
-    meta = json.loads(lines[0][6:])
-    if meta.get("version") != CDXJ_VERSION:
-        raise ValueError("another version")
-    keys = []
-    data = []
-    for line in lines[1:]:
-        key, _, rest = line.partition(" ")
-        keys.append(key)
-        data.append(rest.partition(" ")[2])
-    # One JSON text for the whole file: a worker's start reads 100,000 lines of it.
-    parsed = json.loads("[" + ",".join(data) + "]")
-    if len(parsed) != len(keys) or not all(type(f) is dict for f in parsed):
-        raise ValueError("a line that is not one JSON object")
-    records = [
-        (
-            key,
-            Record(
-                f["type"],
-                f["url"],
-                f["date"],
-                f["offset"],
-                f["length"],
-                f["status"],
-                f["mime"],
-                f.get("location", ""),
-                f.get("digest", ""),
-                f["plen"],
-                f.get("refers_url", ""),
-                f.get("refers_date", ""),
-            ),
-        )
-        for key, f in zip(keys, parsed, strict=True)
-    ]
-    return FileIndex(shown, tuple(records), {str(k): int(v) for k, v in meta["skipped"].items()})
-
-
-def _read_cache(cache: str, shown: str) -> FileIndex | None:
-    try:
-        with open(cache, encoding="utf-8") as f:
-            return from_cdxj(f.read(), shown)
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        log.warning("the cached index %s is unreadable (%s); rebuilding it", cache, exc)
-        return None
-
-
-def _write_cache(cache: str, index: FileIndex) -> None:
-    """Write the cache file atomically and drop the older indexes of the same archive file."""
-    folder, name = os.path.split(cache)
-    prefix = name.partition("-")[0] + "-"
-    try:
-        fd, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=".cdxj", dir=folder)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(to_cdxj(index))
-            os.replace(temporary, cache)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
-            raise
-        for entry in os.scandir(folder):
-            if entry.name.startswith(prefix) and entry.name != name:
-                with contextlib.suppress(OSError):
-                    os.unlink(entry.path)
-    except OSError as exc:
-        log.warning("could not keep the index of %s in %s: %s", index.file, folder, exc)
