@@ -8,8 +8,7 @@ the canonical form of §3 that requests get), the ``Capture`` value and the pack
 ``ArchiveIndex`` a map serves: the latest ``WARC-Date`` wins, at equal dates the later
 record of the later file; revisit records are resolved to the response whose payload
 they repeat. The values shared with the cache (``KeySettings``, ``FileIndex``) are
-``gateway.archive.values``'s; ``KeySettings`` and ``default_index_dir`` are
-re-exported here for the modules that import them from here. Pure: no Flask.
+``gateway.archive.values``'s; the cache is ``gateway.archive.cdxj``. Pure: no Flask.
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ from operator import itemgetter
 from typing import Any, overload
 from urllib.parse import quote
 
-from gateway.archive.cdxj import cache_path, default_index_dir, read_cache, write_cache
+from gateway.archive.cdxj import cache_path, read_cache, write_cache
 from gateway.archive.reader import ArchiveError, Record, parse_date, read_archive
 from gateway.archive.values import FileIndex, KeySettings
 from gateway.canonical import LegacyURL, fold
@@ -38,10 +37,8 @@ __all__ = [
     "Capture",
     "CaptureTable",
     "FileIndex",
-    "KeySettings",
     "build_index",
     "capture_key",
-    "default_index_dir",
     "index_file",
     "merge",
 ]

@@ -19,8 +19,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from gateway.archive.index import KeySettings, build_index, default_index_dir
+from gateway.archive.cdxj import default_index_dir
+from gateway.archive.index import build_index
 from gateway.archive.reader import ArchiveError
+from gateway.archive.values import KeySettings
 from gateway.crawlers import RESERVED_PATHS
 from gateway.mapfile.schema import (
     TOP_KEYS,
