@@ -111,7 +111,9 @@ def test_head_response_body_is_what_was_sent(echo_server: GunicornServer) -> Non
 def test_server_uses_the_project_config(gunicorn_factory: StartServer) -> None:
     server = gunicorn_factory(BUNDLED_MAP, workers=2, app=HARNESS_APP, config=HARNESS_CONF)
     log = server.log_text()
-    assert "Using worker: gthread" in log
+    assert (
+        "Using worker: gateway.workers.DeadlineThreadWorker" in log
+    )  # the project's worker (issue 13)
     assert log.count("Booting worker with pid") == 2
     assert "Control socket" not in log
 
