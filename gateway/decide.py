@@ -107,24 +107,8 @@ def _parse_url(redirect_map: RedirectMap, text: str) -> LegacyURL | None:
     """Read an absolute http(s) URL as a canonical URL on a served host, or None."""
     if not text.lower().startswith(("http://", "https://")):
         return None
-    try:
-        authority, raw_path, raw_query = split_target(text)
-    except Malformed:
-        return None
-    host = redirect_map.host_of(authority or "")
-    if host is None:
-        return None
-    site = redirect_map.site
-    try:
-        return parse_split(
-            host,
-            raw_path,
-            raw_query,
-            case_sensitive=site.case_sensitive,
-            is_ignored=site.is_ignored,
-        )
-    except Malformed:
-        return None
+    url = _read(redirect_map, "", text)  # an absolute-form target names its own host
+    return url if isinstance(url, LegacyURL) else None
 
 
 def _by_rules(redirect_map: RedirectMap, url: LegacyURL) -> Redirect | Gone | None:
