@@ -7,6 +7,8 @@ segments and extensions scanners probe for, such as ``wp-admin``, ``phpmyadmin``
 
 from __future__ import annotations
 
+from gateway.responses import FURNITURE  # the same words for the gateway's own files
+
 FURNITURE_EXTENSIONS = frozenset(
     [
         "css",
@@ -81,9 +83,9 @@ def skip_reason(path: str) -> str:
     last = segments[-1]
     extension = last.rpartition(".")[2] if "." in last else ""
     if last in FURNITURE_NAMES or extension in FURNITURE_EXTENSIONS:
-        return "page furniture (css, js, images, fonts, favicon)"
+        return FURNITURE
     if last.startswith("apple-touch-icon"):
-        return "page furniture (css, js, images, fonts, favicon)"
+        return FURNITURE
     if (
         any(s in NOISE_SEGMENTS or s.startswith("phpmyadmin") for s in segments)
         or extension in NOISE_EXTENSIONS
