@@ -15,15 +15,21 @@ instead of booting workers that would each fail on it.
 Live operations (gateway/maps.py, metrics.py, accesslog.py; docs/operations.md):
 
     GATEWAY_RELOAD_INTERVAL   seconds between checks of the map's files (default: 2)
-    GATEWAY_STATE_DIR         where the last-known-good copy of the map is kept
-                              (default: $TMPDIR/legacy-gateway-<uid>; "off": none)
+    GATEWAY_STATE_DIR         where the last-known-good copy and the compiled tables
+                              of the map are kept (default: $TMPDIR/legacy-gateway-<uid>;
+                              "off": none, and every worker loads the whole map)
+    GATEWAY_COMPILED          "on" (default) or "off": serve the map from its compiled
+                              table in the state directory (gateway/maps/compiled.py)
     GATEWAY_ACCESS_LOG        JSON access lines: "-" stdout (default), a file, or "off"
     PROMETHEUS_MULTIPROC_DIR  the workers' shared metrics files (default: a fresh temp
                               folder, removed at exit); emptied at start
 
-Every worker loads the map itself and reloads it when its files change, so the app
+Every worker gets the map itself and reloads it when its files change, so the app
 is not preloaded: a worker forked after HUP imports the code and reads the map as
 they are on disk then, falling back to the last-known-good copy if the map is broken.
+With a state directory (the default) each map version is compiled once, by the check
+below or by one child process on reload, into a table the workers share
+(GATEWAY_COMPILED=off: each worker loads the whole map, as before issue 14).
 """
 
 from __future__ import annotations
@@ -140,11 +146,22 @@ def on_starting(server: Any) -> None:
 
 
 def _check_map(map_path: str) -> int:
-    """Load the map; print every problem and return 1 if it does not load, else 0."""
+    """Load (and compile) the map; print every problem and return 1 if it does not load."""
     from gateway.mapfile import MapError, load_map
+    from gateway.maps import default_state_dir
+    from gateway.maps.compiled import Compiled
 
+    state_dir = os.environ.get("GATEWAY_STATE_DIR") or default_state_dir()
+    compiled = os.environ.get("GATEWAY_COMPILED", "on").lower() != "off"
     try:
-        load_map(map_path)
+        if compiled and state_dir.lower() != "off":
+            # Compiled here, once, before any worker: the workers then open its table
+            # (gateway/maps/compiled.py), and a worker's start never waits for a compile.
+            result = Compiled.of(map_path, state_dir).compile_now()
+            if result.table is None:
+                raise MapError(list(result.problems))
+        else:
+            load_map(map_path)
     except MapError as e:
         for problem in e.problems:
             print(str(problem), file=sys.stderr)  # already "FILE:LINE: error: message"

@@ -37,6 +37,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         reload_interval=app.config["MAP_RELOAD_INTERVAL"],
         state_dir=app.config["STATE_DIR"],
         listener=metrics,
+        compiled=app.config["COMPILED"],
     )
     web.init_app(app, maps, accesslog.RequestRecorder(metrics), app.config["SERVICE_ALLOW"])
     app.extensions["gateway.endpoints"]["metrics"] = metrics.endpoint
@@ -49,7 +50,9 @@ def _live_settings(config: dict[str, Any]) -> None:
     MAP_RELOAD_INTERVAL (env GATEWAY_RELOAD_INTERVAL, seconds, 0 = no reload; default 2),
     STATE_DIR (env GATEWAY_STATE_DIR, "off" = no last-known-good copy; default a private
     folder under the temp directory), ACCESS_LOG (env GATEWAY_ACCESS_LOG: "-" = stdout,
-    a file path, or "off"), SERVICE_ALLOW (env GATEWAY_SERVICE_ALLOW: the addresses, as
+    a file path, or "off"), COMPILED (env GATEWAY_COMPILED, "on" or "off": serve the map
+    from a table compiled once per version in STATE_DIR, not loaded by each worker;
+    default on), SERVICE_ALLOW (env GATEWAY_SERVICE_ALLOW: the addresses, as
     comma-separated CIDRs, that see /-/health in full and /-/metrics; default loopback).
     TESTING apps default to no reload, no copy and no log.
     """
@@ -65,6 +68,11 @@ def _live_settings(config: dict[str, Any]) -> None:
         config["STATE_DIR"] = None if testing else env("GATEWAY_STATE_DIR") or default_state_dir()
     if str(config["STATE_DIR"]).lower() == "off":
         config["STATE_DIR"] = None
+    if "COMPILED" not in config:
+        raw = "off" if testing else env("GATEWAY_COMPILED", "on")
+        if raw.lower() not in ("on", "off"):
+            raise ValueError(f"GATEWAY_COMPILED must be on or off, not {raw!r}")
+        config["COMPILED"] = raw.lower() == "on"
     if "ACCESS_LOG" not in config:
         config["ACCESS_LOG"] = "off" if testing else env("GATEWAY_ACCESS_LOG", "-")
     if "SERVICE_ALLOW" not in config:

@@ -119,7 +119,8 @@ def _compute(redirect_map: RedirectMap, host: str, decide: Decide) -> Sitemap:
         if target is None:
             continue
         outcome = decide(redirect_map, "GET", host, target)
-        if isinstance(outcome, Redirect) and outcome.rule is rule:
+        # By order, not identity: a compiled map builds its rules afresh as they are read.
+        if isinstance(outcome, Redirect) and outcome.rule.order == rule.order:
             targets.append(target)
     # With a web archive (§8), its captures of this host that answer 200 or a redirect.
     for capture in redirect_map.captures.captures.values():

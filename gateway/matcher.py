@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from gateway import fastpaths
 from gateway.canonical import LegacyURL
@@ -25,6 +26,19 @@ class Match:
     rule: Rule
     captures: dict[str, str]
     consumed: frozenset[str]
+
+
+class RuleMatcher(Protocol):
+    """What ``decide`` and the reports ask of a map's rules: the in-memory ``Matcher``
+    or the compiled table's (``gateway.table.TableMatcher``)."""
+
+    case_sensitive: bool
+
+    def match(self, url: LegacyURL, host: str) -> Match | None:
+        """Return the rule that answers this URL on this (canonical) host, or None."""
+
+    def exact_rules(self) -> Iterable[Rule]:
+        """Yield every exact rule (for exports and reports)."""
 
 
 @dataclass(slots=True)

@@ -1,8 +1,11 @@
-"""The compiled exact-rule table (issue 14): each map version compiled once, mapped by every worker.
+"""The compiled map (issue 14): each map version compiled once, mapped by every worker.
 
-Not yet switched on: the server still builds the in-memory ``Matcher`` in every
-worker. This module is the table, its atomic build and a matcher over it that
-answers exactly as ``Matcher`` does (``tests/test_table.py`` compares them).
+``build_table`` writes a validated map into one LMDB file; ``open_table`` gives back a
+``RedirectMap`` from that file alone, without reading or validating the map's files:
+its sections and pattern rules from the table's meta, its exact rules looked up by
+canonical key and built on demand (``TableMatcher``, a ``matcher.RuleMatcher``, which
+answers exactly as the in-memory ``Matcher``: ``tests/test_table.py`` compares them).
+When each version is compiled, and by which process, is ``gateway.maps.compiled``'s job.
 
 The store is LMDB (pip ``lmdb``), chosen by ``bench/table.py`` on 980,000 exact
 rules of a ``bench/genmap.py`` map, against SQLite (WITHOUT ROWID, immutable,
@@ -33,7 +36,9 @@ What is stored. One LMDB file (``subdir=False``), keys as bytes:
   one lookup, whatever N;
 - a key longer than 400 bytes (LMDB's limit is 511) is stored as ``\\x01`` and
   its BLAKE2b-256 digest;
-- ``\\x00!meta`` -> the table's format, the map's version, its files.
+- ``\\x00!meta`` -> the table's format, the map's version, the files rules came
+  from, the map's sections (site, hosts, archive, the files a reload watches), the
+  records of its pattern rules, and the number of rules of each kind.
 
 A rule's record is what rebuilds it through the loader's own compiler
 (``mapfile.compile_rule``): [order, number of conditions, file index, line,
@@ -46,22 +51,11 @@ in-memory ``Matcher`` of their own: they are few (1,000 in the benchmark) and
 their trie is what makes them flat. Exact rules with capture conditions are in
 the table with the others of their path, since rank mixes them.
 
-Where and when. The table of a map version is ``STATE_DIR/rules-VERSION.lmdb``
-(``table_path``): built once by the process that loaded and validated the map
-(``load_map`` first: every problem is still reported as FILE:LINE with the same
-messages, and a map with problems is never compiled). ``ensure_table`` builds
-into a temporary name in the same directory, fsyncs it, renames it into place
-and fsyncs the directory: a compile killed half-way leaves only a temporary
-file, never a table under the served name; a build that fails leaves the table
-being served in place. A worker started later, or a restart with an unchanged
-map, finds the file of that version and opens it (``open_table``, read-only, no
-lock file) without compiling; a table whose meta does not name the version is
-rebuilt.
-
-Not yet done (see the report on issue 14): a worker holding the map without
-its exact Rule objects (``RedirectMap.rules`` and the loader build them all,
-which is the cost this table exists to remove), the build off the request path
-on reload, and the switch in the server.
+Atomic. ``build_table`` writes under a temporary name in the same directory, fsyncs
+it, renames it into place and fsyncs the directory: a compile killed half-way leaves
+only a temporary file, never a table under the served name; a build that fails leaves
+the table being served in place. A table is never written again once renamed, so
+workers open it read-only without a lock file.
 """
 
 from __future__ import annotations
@@ -72,23 +66,25 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import lmdb
 
 from gateway.canonical import LegacyURL
-from gateway.mapfile import RedirectMap, compile_rule
+from gateway.mapfile import Archive, RedirectMap, Site, compile_rule
 from gateway.matcher import Match, Matcher, conditions_hold
 from gateway.rules import Rule
 
-FORMAT = 1
+FORMAT = 2
 _META = b"\x00!meta"
 _MAX_KEY = 400
 # A sparse upper bound: LMDB grows the file to what is written; the copy is compacted.
 _MAP_SIZE = 1 << 36
 CACHE = 4096
+_RECORD_FIELDS = 11
 
 
 class TableError(Exception):
@@ -127,9 +123,8 @@ def _record(rule: Rule, file_index: dict[str, int]) -> list[Any]:
     return record
 
 
-def _entries(redirect_map: RedirectMap) -> tuple[dict[bytes, list[Any]], list[str]]:
-    """Return every key of the table and its JSON value, and the files rules came from."""
-    file_index: dict[str, int] = {}
+def _entries(redirect_map: RedirectMap, file_index: dict[str, int]) -> dict[bytes, list[Any]]:
+    """Return every key of the table and its JSON value (file_index gains the rules' files)."""
     entries: dict[bytes, list[Any]] = {}
     names: dict[bytes, list[str]] = {}
     for rule in redirect_map.matcher.exact_rules():
@@ -147,15 +142,45 @@ def _entries(redirect_map: RedirectMap) -> tuple[dict[bytes, list[Any]], list[st
     for base in entries:
         if base in names:
             entries[base] = [names[base], *entries[base]]
-    files = sorted(file_index, key=file_index.__getitem__)
-    return entries, files
+    return entries
+
+
+def _sections(redirect_map: RedirectMap) -> dict[str, Any]:
+    """Return what a worker needs of the map besides its rules, as JSON values."""
+    site = redirect_map.site
+    return {
+        "path": redirect_map.path,
+        "site": {f.name: getattr(site, f.name) for f in dataclasses.fields(Site) if f.init},
+        "hosts": redirect_map.hosts,
+        "archive": dataclasses.asdict(redirect_map.archive),
+        "files": redirect_map.files,
+        "include_patterns": redirect_map.include_patterns,
+        "archive_files": redirect_map.archive_files,
+        "archive_patterns": redirect_map.archive_patterns,
+        "archive_names": redirect_map.archive_names,
+        "files_version": redirect_map.files_version,
+    }
+
+
+def _tuples(value: Any) -> Any:
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
 
 
 def build_table(redirect_map: RedirectMap, path: str | os.PathLike[str]) -> Path:
     """Write the table of a validated map to ``path`` atomically (temp name, fsync, rename)."""
     target = Path(path)
-    entries, files = _entries(redirect_map)
-    meta = {"format": FORMAT, "version": redirect_map.version, "files": files}
+    file_index: dict[str, int] = {}
+    entries = _entries(redirect_map, file_index)
+    patterns = [_record(r, file_index) for r in redirect_map.rules if not r.is_exact]
+    meta = {
+        "format": FORMAT,
+        "version": redirect_map.version,
+        "files": sorted(file_index, key=file_index.__getitem__),
+        "map": _sections(redirect_map),
+        "patterns": patterns,
+        "count": len(redirect_map.rules),
+        "by_kind": redirect_map.rules_by_kind,
+    }
     rows = [(k, _dumps(v)) for k, v in entries.items()]
     rows.append((_META, _dumps(meta)))
     rows.sort()
@@ -199,30 +224,56 @@ def ensure_table(redirect_map: RedirectMap, state_dir: str | os.PathLike[str]) -
     path = table_path(state_dir, redirect_map.version)
     if path.exists():
         try:
-            open_table(path, redirect_map).close()
+            open_table(path, version=redirect_map.version)
             return path
         except TableError:
             pass  # not this version's, or unreadable: built again, then renamed over it
     return build_table(redirect_map, path)
 
 
-def open_table(path: str | os.PathLike[str], redirect_map: RedirectMap) -> TableMatcher:
-    """Open a table read-only for the map it was built from (its version is checked)."""
+def open_table(path: str | os.PathLike[str], *, version: str | None = None) -> RedirectMap:
+    """Open a table read-only as the map it was built from (of `version`, when given)."""
     try:
         env = lmdb.open(
             str(path), subdir=False, readonly=True, lock=False, readahead=False, max_readers=512
         )
-    except lmdb.Error as exc:
+        with env.begin() as txn:
+            raw = txn.get(_META)
+        meta = json.loads(raw) if raw is not None else {}
+    except (lmdb.Error, ValueError) as exc:
         raise TableError(f"cannot open the rule table {path}: {exc}") from exc
-    with env.begin() as txn:
-        raw = txn.get(_META)
-    meta = json.loads(raw) if raw is not None else {}
-    if meta.get("format") != FORMAT or meta.get("version") != redirect_map.version:
+    if meta.get("format") != FORMAT or (version is not None and meta.get("version") != version):
         env.close()
-        raise TableError(
-            f"the rule table {path} is not the one of map version {redirect_map.version}"
-        )
-    return TableMatcher(env, redirect_map, tuple(meta["files"]))
+        raise TableError(f"the rule table {path} is not the one of map version {version}")
+    try:
+        return _redirect_map(env, meta)
+    except (KeyError, TypeError, ValueError) as exc:
+        env.close()
+        raise TableError(f"the rule table {path} is damaged: {exc!r}") from exc
+
+
+def _redirect_map(env: Any, meta: dict[str, Any]) -> RedirectMap:
+    sections = meta["map"]
+    site = Site(**{k: _tuples(v) for k, v in sections["site"].items()})
+    archive = Archive(**{k: _tuples(v) for k, v in sections["archive"].items()})
+    hosts = dict(sections["hosts"])
+    matcher = TableMatcher(env, site, hosts, tuple(meta["files"]), meta["patterns"])
+    return RedirectMap(
+        path=sections["path"],
+        site=site,
+        hosts=hosts,
+        archive=archive,
+        rules=TableRules(matcher, meta["count"], meta["by_kind"]),
+        files=tuple(sections["files"]),
+        version=meta["version"],
+        loaded_at=datetime.now(UTC),
+        matcher=matcher,
+        include_patterns=tuple(sections["include_patterns"]),
+        archive_files=tuple(sections["archive_files"]),
+        archive_patterns=tuple(sections["archive_patterns"]),
+        archive_names=tuple(sections["archive_names"]),
+        files_version=sections["files_version"],
+    )
 
 
 def _rank(rule: Rule) -> tuple[int, int]:
@@ -232,18 +283,25 @@ def _rank(rule: Rule) -> tuple[int, int]:
 class TableMatcher:
     """``Matcher.match`` over the table: exact rules built on demand, patterns in memory."""
 
-    def __init__(self, env: Any, redirect_map: RedirectMap, files: Sequence[str]) -> None:
+    def __init__(
+        self,
+        env: Any,
+        site: Site,
+        hosts: dict[str, str],
+        files: Sequence[str],
+        patterns: Iterable[list[Any]],
+    ) -> None:
         self._env = env
-        self._site = redirect_map.site
-        self._hosts = redirect_map.hosts
+        self._site = site
+        self._hosts = hosts
         self._files = files
-        self.case_sensitive = redirect_map.site.case_sensitive
-        patterns = [r for r in redirect_map.rules if not r.is_exact]
-        self._patterns = Matcher(patterns, case_sensitive=self.case_sensitive)
+        self.case_sensitive = site.case_sensitive
+        self.patterns = tuple(self._rule(record) for record in patterns)
+        self._patterns = Matcher(self.patterns, case_sensitive=self.case_sensitive)
         self._rules = functools.lru_cache(maxsize=CACHE)(self._build)
 
     def close(self) -> None:
-        """Release the map of the file."""
+        """Release the map of the file (it is also released when the matcher is collected)."""
         self._env.close()
 
     def _build(self, raw: bytes) -> tuple[tuple[str, ...], tuple[Rule, ...]]:
@@ -255,7 +313,7 @@ class TableMatcher:
         return names, tuple(self._rule(record) for record in items)
 
     def _rule(self, record: list[Any]) -> Rule:
-        record = record + [None] * (11 - len(record))
+        record = record + [None] * (_RECORD_FIELDS - len(record))
         order, _, file_index, line, from_text, status, to_text, see, keep, note, examples = record
         fields: dict[str, Any] = {"from": from_text, "status": status}
         if to_text is not None:
@@ -309,8 +367,28 @@ class TableMatcher:
         return self._patterns.match(url, host)
 
     def exact_rules(self) -> Iterable[Rule]:
-        """Yield every exact rule in the table (for exports and reports)."""
+        """Yield every exact rule in the table, in key order (for exports and reports)."""
         with self._env.begin(buffers=False) as txn:
             for key, raw in txn.cursor():
                 if key != _META:
-                    yield from self._rules(raw)[1]
+                    # Not through the cache: a walk over a million rules would empty it.
+                    yield from self._build(raw)[1]
+
+
+class TableRules(Collection[Rule]):
+    """A compiled map's rules: counted in the table, built from it as they are iterated."""
+
+    def __init__(self, matcher: TableMatcher, count: int, by_kind: Mapping[str, int]) -> None:
+        self._matcher = matcher
+        self._count = count
+        self.by_kind = dict(by_kind)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[Rule]:
+        yield from self._matcher.exact_rules()
+        yield from self._matcher.patterns
+
+    def __contains__(self, item: object) -> bool:
+        return any(rule == item for rule in self)

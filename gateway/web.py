@@ -418,7 +418,7 @@ def health(maps: MapHolder, *, detail: bool = True) -> Response:
         rules=len(current.rules) if current else 0,
         captures=len(current.captures) if current else 0,
         archive_problems=[str(p) for p in current.archive_problems] if current else [],
-        rules_by_kind=_count_kinds(current) if current else {},
+        rules_by_kind=current.rules_by_kind if current else {},
         hosts=sorted(set(current.hosts.values())) if current else [],
         map=current.path if current else maps.path,
         loaded_at=current.loaded_at.isoformat() if current else None,
@@ -431,10 +431,3 @@ def health(maps: MapHolder, *, detail: bool = True) -> Response:
     response.status_code = 200 if current else 503
     response.headers["Cache-Control"] = NO_STORE
     return response
-
-
-def _count_kinds(redirect_map: RedirectMap) -> dict[str, int]:
-    kinds: dict[str, int] = {}
-    for rule in redirect_map.rules:
-        kinds[rule.report_kind] = kinds.get(rule.report_kind, 0) + 1
-    return kinds

@@ -8,7 +8,7 @@ duplicates). The names other modules use are re-exported here. Pure: no Flask.
 
 from __future__ import annotations
 
-from gateway.mapfile.loader import load_map
+from gateway.mapfile.loader import load_map, with_captures
 from gateway.mapfile.schema import RULE_KEYS, SITE_KEYS, TOP_KEYS, compile_rule
 from gateway.mapfile.tables import CSV_HEADER, compile_csv
 from gateway.mapfile.values import (
@@ -49,4 +49,5 @@ __all__ = [
     "load_map",
     "read_text",
     "read_yaml",
+    "with_captures",
 ]

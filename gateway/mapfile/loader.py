@@ -174,7 +174,7 @@ def _load_map(
         yaml_rules(ctx, sub_report, sub_root.get("rules"), sub_root.key_lines.get("rules", 1))
     problems += _duplicates(ctx.rules)
     if problems or archive is None:
-        raise MapError(problems)
+        raise MapError(problems, files, include_patterns)
     rules = tuple(ctx.rules)
     files_version = digest.hexdigest()[:16]
     warc_base = Path(archive_base) if archive_base is not None else base
@@ -201,13 +201,32 @@ def _load_map(
         matcher=Matcher(rules, case_sensitive=site.case_sensitive),
         include_patterns=tuple(include_patterns),
         archive_files=tuple(f for f, _ in warc_files),
+        archive_names=tuple(name for _, name in warc_files),
         archive_patterns=warc_patterns,
         files_version=files_version,
     )
+    return with_captures(
+        redirect_map, tuple(warc_files), index_dir, archive_optional=archive_optional
+    )
+
+
+def with_captures(
+    redirect_map: RedirectMap,
+    warc_files: tuple[tuple[str, str], ...],
+    index_dir: str | None,
+    *,
+    archive_optional: bool = False,
+) -> RedirectMap:
+    """Return the map with the captures of its web archives (path, shown name) attached.
+
+    Each archive's index comes from the cache in `index_dir` when the file is unchanged.
+    Without `archive_optional` an archive that does not read fails the map (MapError).
+    """
     if not warc_files:
         return redirect_map
+    site = redirect_map.site
     captures, errors = build_index(
-        warc_files,
+        list(warc_files),
         KeySettings(
             redirect_map.host_of,
             site.case_sensitive,
@@ -220,7 +239,7 @@ def _load_map(
         Problem(e.file, -1 if e.offset is None else e.offset, _archive_message(e)) for e in errors
     )
     if archive_problems and not archive_optional:
-        raise MapError(list(archive_problems))
+        raise MapError(list(archive_problems), redirect_map.files, redirect_map.include_patterns)
     return replace(redirect_map, captures=captures, archive_problems=archive_problems)
 
 

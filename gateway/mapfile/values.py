@@ -7,14 +7,15 @@ Pure: no Flask.
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from gateway.archive.index import EMPTY, ArchiveIndex
 from gateway.canonical import canonical_host, ignore_matcher
-from gateway.matcher import Matcher
+from gateway.matcher import RuleMatcher
 from gateway.rules import Rule
 
 # A host name a wildcard may answer for: DNS labels of letters, digits and inner hyphens
@@ -56,11 +57,22 @@ class Problem:
 
 
 class MapError(Exception):
-    """A map that cannot be served; ``problems`` lists every error found."""
+    """A map that cannot be served; ``problems`` lists every error found.
 
-    def __init__(self, problems: list[Problem]) -> None:
+    ``files`` and ``include_patterns`` are what the loader had read and globbed when it
+    stopped: a change to any of them may fix the map (a compiled failure is kept for them).
+    """
+
+    def __init__(
+        self,
+        problems: list[Problem],
+        files: Collection[str] = (),
+        include_patterns: Collection[str] = (),
+    ) -> None:
         super().__init__("\n".join(str(p) for p in problems))
         self.problems = tuple(problems)
+        self.files = tuple(files)
+        self.include_patterns = tuple(include_patterns)
 
 
 @dataclass(frozen=True)
@@ -122,17 +134,20 @@ class RedirectMap:
     site: Site
     hosts: dict[str, str]  # every served name (hosts and aliases) -> its canonical host
     archive: Archive
-    rules: tuple[Rule, ...]
+    # Every rule: a tuple from the loader; from a compiled table (gateway.table), a
+    # collection that builds the exact rules from it as they are iterated.
+    rules: Collection[Rule]
     files: tuple[str, ...]  # every file read, main first: what a reload watches
     version: str  # content hash of those files
     loaded_at: datetime
-    matcher: Matcher = field(compare=False, repr=False)
+    matcher: RuleMatcher = field(compare=False, repr=False)
     # The include globs joined to the map's folder: a reload re-globs them to see new files.
     include_patterns: tuple[str, ...] = ()
     # The web archives (spec §8): the files read, their globs joined to their folder, the
     # captures they serve; a reload watches them, the last-known-good copy refers to them.
     archive_files: tuple[str, ...] = ()
     archive_patterns: tuple[str, ...] = ()
+    archive_names: tuple[str, ...] = ()  # archive_files as problems name them
     captures: ArchiveIndex = field(default=EMPTY, compare=False, repr=False)
     # The hash of the map's text files alone (version adds the archives' sizes and times).
     files_version: str = ""
@@ -144,6 +159,17 @@ class RedirectMap:
     def __post_init__(self) -> None:
         suffixes = sorted((k[1:] for k in self.hosts if is_wildcard(k)), key=len, reverse=True)
         object.__setattr__(self, "wildcards", tuple(suffixes))
+
+    @functools.cached_property
+    def rules_by_kind(self) -> Mapping[str, int]:
+        """Return how many rules of each kind (``Rule.report_kind``) the map has."""
+        counted = getattr(self.rules, "by_kind", None)  # a compiled table counted them
+        if counted is not None:
+            return dict(counted)
+        kinds: dict[str, int] = {}
+        for rule in self.rules:
+            kinds[rule.report_kind] = kinds.get(rule.report_kind, 0) + 1
+        return kinds
 
     @property
     def default_host(self) -> str:

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 
 from gateway.mapfile import MapError, Problem, RedirectMap, load_map
 from gateway.maps import watch
+from gateway.maps.compiled import Compiled, CompileFailed
 from gateway.maps.files import Fingerprint, Watched, consistent, file_state, newest_change
 from gateway.maps.lastgood import LastGood
 from gateway.maps.status import (
@@ -42,6 +43,7 @@ class MapHolder:
         reload_interval: float = watch.RELOAD_INTERVAL,
         state_dir: str | os.PathLike[str] | None = None,
         listener: MapListener | None = None,
+        compiled: bool = False,
     ) -> None:
         self.path = os.fspath(path)
         self.reload_interval = reload_interval
@@ -51,6 +53,13 @@ class MapHolder:
         )
         self.last_good = (
             LastGood(state_dir, self.path, self.index_dir) if state_dir is not None else None
+        )
+        # Issue 14: with a state directory, the map compiled once per version into a
+        # table every worker maps (maps.compiled), instead of loaded by each worker.
+        self.compiled = (
+            Compiled.of(self.path, os.fspath(state_dir))
+            if compiled and state_dir is not None
+            else None
         )
         self.listener = listener
         self._lock = threading.Lock()  # one load at a time
@@ -113,9 +122,14 @@ class MapHolder:
             started, before = quiet
             attempt_at = datetime.now(UTC)
             try:
-                new = load_map(self.path, index_dir=self.index_dir)
+                new = self._load()
             except MapError as exc:
                 self._failed(exc.problems, before, started, attempt_at)
+                return False
+            except CompileFailed as exc:
+                log.error("compiling %s failed: %s", self.path, exc)
+                problem = Problem(self.path, 0, f"the map was not compiled: {exc}")
+                self._failed((problem,), before, started, attempt_at)
                 return False
             except Exception as exc:  # a fault in the loader must not kill the watcher
                 log.exception("loading %s failed unexpectedly", self.path)
@@ -130,6 +144,12 @@ class MapHolder:
             # known to be quiet: look again with the new map's files.
             if time.monotonic() > deadline:
                 return False
+
+    def _load(self) -> RedirectMap:
+        """Load the map as its files are now: from its compiled table, or whole in memory."""
+        if self.compiled is not None:
+            return self.compiled.load()
+        return load_map(self.path, index_dir=self.index_dir)
 
     def _swap(
         self,
@@ -203,7 +223,9 @@ class MapHolder:
 
     def _fall_back(self) -> None:
         """Serve the last-known-good copy when the map on disk does not load at start."""
-        last_good = self.last_good.load() if self.last_good is not None else None
+        last_good = self.compiled.last_good() if self.compiled is not None else None
+        if last_good is None and self.last_good is not None:
+            last_good = self.last_good.load()
         if last_good is not None:
             self._status = replace(self._status, map=last_good, serving=SERVING_LAST_GOOD)
             self._current = last_good

@@ -103,8 +103,8 @@ class LastGood:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        _safe_dir(self.state_dir, private=False)
-        _safe_dir(self.root, private=True)
+        safe_dir(self.state_dir, private=False)
+        safe_dir(self.root, private=True)
         fd = os.open(os.path.join(self.root, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -179,7 +179,7 @@ class LastGood:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def _safe_dir(path: str, *, private: bool) -> None:
+def safe_dir(path: str, *, private: bool) -> None:
     """Create `path` if missing; refuse one another user could plant a "last good" map in."""
     if private:
         with contextlib.suppress(FileExistsError):

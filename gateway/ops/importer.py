@@ -21,7 +21,7 @@ import glob
 import io
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -100,7 +100,7 @@ class WriteResult:
 # --- planning ----------------------------------------------------------------------------------
 
 
-def _not_from(rules: tuple[Rule, ...], into: Path) -> list[Rule]:
+def _not_from(rules: Collection[Rule], into: Path) -> list[Rule]:
     """Return the rules that do not come from the table being (re)written."""
     target = into.resolve()
     # Resolve each file once, not once per rule: maps hold 100,000 rules.
