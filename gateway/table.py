@@ -66,7 +66,9 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+import threading
+import weakref
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -231,40 +233,69 @@ def ensure_table(redirect_map: RedirectMap, state_dir: str | os.PathLike[str]) -
     return build_table(redirect_map, path)
 
 
-def open_table(path: str | os.PathLike[str], *, version: str | None = None) -> RedirectMap:
-    """Open a table read-only as the map it was built from (of `version`, when given)."""
+def open_table(
+    path: str | os.PathLike[str],
+    *,
+    version: str | None = None,
+    rename: Callable[[str], str] | None = None,
+) -> RedirectMap:
+    """Open a table read-only as the map it was built from (of `version`, when given).
+
+    `rename` maps each of the map's files to another place (a last-known-good copy of
+    them): the map and its rules then name those.
+    """
     try:
-        env = lmdb.open(
-            str(path), subdir=False, readonly=True, lock=False, readahead=False, max_readers=512
-        )
+        env = _environment(path)
         with env.begin() as txn:
             raw = txn.get(_META)
         meta = json.loads(raw) if raw is not None else {}
-    except (lmdb.Error, ValueError) as exc:
+    except (lmdb.Error, OSError, ValueError) as exc:
         raise TableError(f"cannot open the rule table {path}: {exc}") from exc
     if meta.get("format") != FORMAT or (version is not None and meta.get("version") != version):
-        env.close()
         raise TableError(f"the rule table {path} is not the one of map version {version}")
     try:
-        return _redirect_map(env, meta)
+        return _redirect_map(env, meta, rename or str)
     except (KeyError, TypeError, ValueError) as exc:
-        env.close()
         raise TableError(f"the rule table {path} is damaged: {exc!r}") from exc
 
 
-def _redirect_map(env: Any, meta: dict[str, Any]) -> RedirectMap:
+# LMDB refuses to open one file twice in a process, and a worker opens the table of
+# its version again on a restart of its holder, or as the last-known-good copy: one
+# environment per file, for as long as a map holds it (then closed as it is collected).
+# Keyed by inode, size and mtime: a table is never written once renamed into place, and
+# a new file that reuses a removed table's inode is not taken for it.
+_OPEN: weakref.WeakValueDictionary[tuple[int, ...], Any] = weakref.WeakValueDictionary()
+_OPEN_LOCK = threading.Lock()
+
+
+def _environment(path: str | os.PathLike[str]) -> Any:
+    """Return the open read-only environment of a table file, opening it if need be."""
+    with _OPEN_LOCK:
+        st = os.stat(path)
+        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        env = _OPEN.get(key)
+        if env is None:
+            env = lmdb.open(
+                str(path), subdir=False, readonly=True, lock=False, readahead=False, max_readers=512
+            )
+            _OPEN[key] = env
+        return env
+
+
+def _redirect_map(env: Any, meta: dict[str, Any], rename: Callable[[str], str]) -> RedirectMap:
     sections = meta["map"]
     site = Site(**{k: _tuples(v) for k, v in sections["site"].items()})
     archive = Archive(**{k: _tuples(v) for k, v in sections["archive"].items()})
     hosts = dict(sections["hosts"])
-    matcher = TableMatcher(env, site, hosts, tuple(meta["files"]), meta["patterns"])
+    rule_files = tuple(rename(f) for f in meta["files"])
+    matcher = TableMatcher(env, site, hosts, rule_files, meta["patterns"])
     return RedirectMap(
-        path=sections["path"],
+        path=rename(sections["path"]),
         site=site,
         hosts=hosts,
         archive=archive,
         rules=TableRules(matcher, meta["count"], meta["by_kind"]),
-        files=tuple(sections["files"]),
+        files=tuple(rename(f) for f in sections["files"]),
         version=meta["version"],
         loaded_at=datetime.now(UTC),
         matcher=matcher,
@@ -299,10 +330,6 @@ class TableMatcher:
         self.patterns = tuple(self._rule(record) for record in patterns)
         self._patterns = Matcher(self.patterns, case_sensitive=self.case_sensitive)
         self._rules = functools.lru_cache(maxsize=CACHE)(self._build)
-
-    def close(self) -> None:
-        """Release the map of the file (it is also released when the matcher is collected)."""
-        self._env.close()
 
     def _build(self, raw: bytes) -> tuple[tuple[str, ...], tuple[Rule, ...]]:
         """Return the names a path is indexed by and the rules of one value, from its bytes."""

@@ -7,13 +7,13 @@ no watcher thread) on a small map whose every answer names its version (``/v1/a`
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -66,9 +66,15 @@ def state(tmp_path: Path) -> Path:
     return tmp_path / "state"
 
 
+@pytest.fixture(params=[False, True], ids=["in-memory", "compiled"])
+def make_holder(request: pytest.FixtureRequest) -> Callable[..., MapHolder]:
+    """Every test twice: each worker loading the map, and the map compiled once (issue 14)."""
+    return functools.partial(MapHolder, compiled=request.param)
+
+
 @pytest.fixture
-def holder(live: Path, state: Path) -> MapHolder:
-    return MapHolder(live, reload_interval=0, state_dir=state)
+def holder(live: Path, state: Path, make_holder: Callable[..., MapHolder]) -> MapHolder:
+    return make_holder(live, reload_interval=0, state_dir=state)
 
 
 # --- a valid change ----------------------------------------------------------------------
@@ -111,12 +117,14 @@ def test_a_new_file_matching_an_include_glob_is_loaded(holder: MapHolder, live: 
     assert location(current, "/d") == "https://khv27.ru/v1/d"
 
 
-def test_switching_a_release_symlink_loads_the_new_folder(tmp_path: Path, state: Path) -> None:
+def test_switching_a_release_symlink_loads_the_new_folder(
+    tmp_path: Path, state: Path, make_holder: Callable[..., MapHolder]
+) -> None:
     write_version(tmp_path / "releases" / "1", "v1")
     write_version(tmp_path / "releases" / "2", "v2")
     current = tmp_path / "current"
     current.symlink_to("releases/1")
-    holder = MapHolder(current / "redirects.yaml", reload_interval=0, state_dir=state)
+    holder = make_holder(current / "redirects.yaml", reload_interval=0, state_dir=state)
     served = holder.current()
     assert served is not None and answers(served) == {"v1"}
     switch = tmp_path / "current.new"
@@ -249,16 +257,16 @@ def test_a_change_during_the_load_is_loaded_again(
     holder: MapHolder, live: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[str] = []
-    real_load = holder_module.load_map
+    real_load = holder_module.MapHolder._load
 
-    def load_then_change(path: str | os.PathLike[str], **options: Any) -> RedirectMap:
-        loaded = real_load(path, **options)
+    def load_then_change(self: MapHolder) -> RedirectMap:
+        loaded = real_load(self)
         calls.append(loaded.version)
         if len(calls) == 1:
             write_version(live.parent, "v3")  # lands after the read, before the swap
         return loaded
 
-    monkeypatch.setattr(holder_module, "load_map", load_then_change)
+    monkeypatch.setattr(holder_module.MapHolder, "_load", load_then_change)
     write_version(live.parent, "v2")
     assert holder.check() is True
     current = holder.current()
@@ -280,8 +288,10 @@ def test_files_stamped_in_the_future_are_still_loaded(
     assert answers(current) == {"v2"}
 
 
-def test_the_watcher_thread_reloads_without_being_asked(live: Path, state: Path) -> None:
-    holder = MapHolder(live, reload_interval=0.1, state_dir=state)
+def test_the_watcher_thread_reloads_without_being_asked(
+    live: Path, state: Path, make_holder: Callable[..., MapHolder]
+) -> None:
+    holder = make_holder(live, reload_interval=0.1, state_dir=state)
     holder.current()  # the first request starts the watcher
     write_version(live.parent, "v2")
     deadline = time.monotonic() + 10
@@ -299,12 +309,12 @@ def test_the_watcher_thread_reloads_without_being_asked(live: Path, state: Path)
 
 
 def test_a_worker_starting_on_a_broken_map_serves_the_last_good_copy(
-    holder: MapHolder, live: Path, state: Path
+    holder: MapHolder, live: Path, state: Path, make_holder: Callable[..., MapHolder]
 ) -> None:
     good = holder.current()
     assert good is not None
     _broken_yaml(live)
-    restarted = MapHolder(live, reload_interval=0, state_dir=state)  # as after HUP
+    restarted = make_holder(live, reload_interval=0, state_dir=state)  # as after HUP
     status = restarted.status()
     assert status.serving == "last-known-good"
     assert status.map is not None
@@ -321,9 +331,11 @@ def test_a_worker_starting_on_a_broken_map_serves_the_last_good_copy(
     assert answers(current) == {"v2"}
 
 
-def test_no_map_and_no_copy_serves_nothing(live: Path, state: Path) -> None:
+def test_no_map_and_no_copy_serves_nothing(
+    live: Path, state: Path, make_holder: Callable[..., MapHolder]
+) -> None:
     _broken_yaml(live)
-    holder = MapHolder(live, reload_interval=0, state_dir=state)
+    holder = make_holder(live, reload_interval=0, state_dir=state)
     assert holder.current() is None
     assert holder.status().serving == "none"
     write_version(live.parent, "v2")
@@ -333,16 +345,18 @@ def test_no_map_and_no_copy_serves_nothing(live: Path, state: Path) -> None:
     assert answers(current) == {"v2"}
 
 
-def test_the_copy_keeps_includes_from_outside_the_map_folder(tmp_path: Path) -> None:
+def test_the_copy_keeps_includes_from_outside_the_map_folder(
+    tmp_path: Path, make_holder: Callable[..., MapHolder]
+) -> None:
     deploy, shared = tmp_path / "deploy", tmp_path / "shared"
     replace_file(shared / "t.csv", "from,to\n/s,/v1/c\n")
     main = versioned_map_text("v1").replace("redirects.d/*.csv", "../shared/*.csv")
     replace_file(deploy / "redirects.yaml", main)
     state = tmp_path / "state"
-    first = MapHolder(deploy / "redirects.yaml", reload_interval=0, state_dir=state).current()
+    first = make_holder(deploy / "redirects.yaml", reload_interval=0, state_dir=state).current()
     assert first is not None
     (deploy / "redirects.yaml").write_text("", encoding="utf-8")
-    copy = MapHolder(deploy / "redirects.yaml", reload_interval=0, state_dir=state).current()
+    copy = make_holder(deploy / "redirects.yaml", reload_interval=0, state_dir=state).current()
     assert copy is not None
     assert copy.version == first.version
     assert location(copy, "/s") == "https://khv27.ru/v1/c"
@@ -357,11 +371,13 @@ def test_an_altered_copy_is_not_served(holder: MapHolder, live: Path, state: Pat
     assert last_good.load() is None
 
 
-def test_a_state_folder_others_can_write_to_is_not_used(live: Path, tmp_path: Path) -> None:
+def test_a_state_folder_others_can_write_to_is_not_used(
+    live: Path, tmp_path: Path, make_holder: Callable[..., MapHolder]
+) -> None:
     shared = tmp_path / "shared-state"
     shared.mkdir(mode=0o777)
     shared.chmod(0o777)  # no sticky bit: anyone could swap the copy
-    holder = MapHolder(live, reload_interval=0, state_dir=shared)
+    holder = make_holder(live, reload_interval=0, state_dir=shared)
     assert holder.current() is not None  # serving is not affected
     assert list(shared.iterdir()) == []
 
@@ -405,8 +421,10 @@ def test_without_any_map_the_app_answers_503_and_health_says_so(live: Path) -> N
     assert client.get("/-/metrics").status_code == 200
 
 
-def test_health_reports_a_last_good_copy_as_degraded(live: Path, state: Path) -> None:
-    good = MapHolder(live, reload_interval=0, state_dir=state).current()
+def test_health_reports_a_last_good_copy_as_degraded(
+    live: Path, state: Path, make_holder: Callable[..., MapHolder]
+) -> None:
+    good = make_holder(live, reload_interval=0, state_dir=state).current()
     assert good is not None
     _deleted(live)
     app = create_app({"TESTING": True, "MAP_PATH": str(live), "STATE_DIR": str(state)})

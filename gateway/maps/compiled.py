@@ -17,12 +17,12 @@ The compiler loads and validates the map with ``load_map`` (every problem as
 FILE:LINE, the same messages), writes its table with ``gateway.table.ensure_table``
 (atomic; an unchanged version's table is not built again), then replaces
 ``compiled.json`` atomically. A compile that is killed or fails leaves the result
-and the tables as they were: the worker reports it and keeps serving. ``good.json``
-names the last table that compiled, which a worker starting on a broken map serves
-(as the last-known-good copy).
+and the tables as they were: the worker reports it and keeps serving. A worker
+starting on a broken map serves the last-known-good copy (``LastGood``) from the
+table of its version, its rules naming the copied files (``last_good``).
 
 Layout, in the map's folder of the state directory (``LastGood.root``):
-``tables/rules-VERSION.lmdb``, ``compiled.json``, ``good.json``, ``compile.lock``.
+``tables/rules-VERSION.lmdb``, ``compiled.json``, ``compile.lock``.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,12 +45,11 @@ from typing import Any
 from gateway.mapfile import MapError, Problem, RedirectMap, load_map, with_captures
 from gateway.maps.files import Fingerprint, Watched, newest_change
 from gateway.maps.lastgood import LastGood, safe_dir
-from gateway.table import TableError, ensure_table, open_table
+from gateway.table import TableError, ensure_table, open_table, table_path
 
 log = logging.getLogger("gateway.maps")
 
 RESULT = "compiled.json"
-GOOD = "good.json"
 TABLES = "tables"
 KEEP_TABLES = 3  # the served table and two before it: a worker may still be opening one
 COMPILE_TIMEOUT = 900.0  # seconds; a million rules compile in about 30 s on 2 cores
@@ -146,22 +145,37 @@ class Compiled:
                     result = self._run_compiler()
         if result.table is None:
             raise MapError(list(result.problems), result.watched.files, result.watched.patterns)
-        return self._open(result, archive_optional=False)
+        return self._open(self.root / TABLES / result.table, result.version)
 
-    def last_good(self) -> RedirectMap | None:
-        """Return the last map that compiled, for a worker whose map does not load, or None."""
-        result = self._read(GOOD)
-        if result is None or result.table is None:
+    def last_good(self, copies: LastGood) -> RedirectMap | None:
+        """Return the last-known-good copy from its compiled table, or None if it has none.
+
+        The table of the copy's version (kept since that version was served) is opened
+        with its rules naming the copied files, as ``LastGood.load`` would name them,
+        without validating the copy again in this worker.
+        """
+        found = copies.current_copy()
+        if found is None:
+            return None
+        version, place = found
+        path = table_path(self.root / TABLES, version)
+        if not path.exists():
             return None
         try:
-            return self._open(result, archive_optional=True)
+            return self._open(path, version, place, archive_optional=True)
         except (TableError, MapError, OSError) as exc:
-            log.error("the last compiled map in %s cannot be opened: %s", self.root, exc)
+            log.error("the compiled last-known-good copy %s cannot be opened: %s", path, exc)
             return None
 
-    def _open(self, result: Result, *, archive_optional: bool) -> RedirectMap:
-        assert result.table is not None
-        opened = open_table(self.root / TABLES / result.table, version=result.version)
+    def _open(
+        self,
+        path: Path,
+        version: str | None,
+        rename: Callable[[str], str] | None = None,
+        *,
+        archive_optional: bool = False,
+    ) -> RedirectMap:
+        opened = open_table(path, version=version, rename=rename)
         archives = tuple(zip(opened.archive_files, opened.archive_names, strict=True))
         return with_captures(opened, archives, self.index_dir, archive_optional=archive_optional)
 
@@ -241,7 +255,6 @@ def compile_map(map_path: str, root: str, index_dir: str | None) -> Result:
         version=redirect_map.version,
         table=table.name,
     )
-    _write(Path(root) / GOOD, result)
     _write(Path(root) / RESULT, result)
     _prune(tables, keep=table.name)
     return result

@@ -148,7 +148,15 @@ class MapHolder:
     def _load(self) -> RedirectMap:
         """Load the map as its files are now: from its compiled table, or whole in memory."""
         if self.compiled is not None:
-            return self.compiled.load()
+            try:
+                return self.compiled.load()
+            except OSError as exc:  # an unsafe or unwritable state folder: serve regardless
+                log.warning(
+                    "cannot compile %s in %s (%s); this worker loads the whole map itself",
+                    self.path,
+                    self.compiled.root,
+                    exc,
+                )
         return load_map(self.path, index_dir=self.index_dir)
 
     def _swap(
@@ -223,9 +231,12 @@ class MapHolder:
 
     def _fall_back(self) -> None:
         """Serve the last-known-good copy when the map on disk does not load at start."""
-        last_good = self.compiled.last_good() if self.compiled is not None else None
-        if last_good is None and self.last_good is not None:
-            last_good = self.last_good.load()
+        last_good = None
+        if self.last_good is not None:
+            if self.compiled is not None:
+                last_good = self.compiled.last_good(self.last_good)
+            if last_good is None:
+                last_good = self.last_good.load()
         if last_good is not None:
             self._status = replace(self._status, map=last_good, serving=SERVING_LAST_GOOD)
             self._current = last_good

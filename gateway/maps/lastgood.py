@@ -19,7 +19,7 @@ import shutil
 import stat
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -100,6 +100,33 @@ class LastGood:
             log.error("the last-known-good copy in %s was altered; not using it", self.root)
             return None
         return loaded
+
+    def current_copy(self) -> tuple[str, Callable[[str], str]] | None:
+        """Return the version of the current copy and where each of its map's files lies in it.
+
+        For a compiled table of that version (``maps.compiled``): served as the copy, its
+        rules name the copied files. None when there is no readable copy.
+        """
+        try:
+            with self._locked():
+                snapshot = os.path.realpath(os.path.join(self.root, "current"))
+                with open(os.path.join(snapshot, "manifest.json"), encoding="utf-8") as f:
+                    manifest = json.load(f)
+            version, main, source = manifest["version"], manifest["main"], manifest["source"]
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.error("the last-known-good copy in %s is unreadable: %s", self.root, exc)
+            return None
+        home = os.path.dirname(os.path.join(snapshot, main))
+        base = os.path.dirname(source)
+
+        def place(file: str) -> str:  # as _copy_files placed it
+            return os.path.normpath(
+                os.path.join(home, os.path.relpath(os.path.abspath(file), base))
+            )
+
+        return str(version), place
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
