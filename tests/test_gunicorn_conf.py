@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import runpy
@@ -10,7 +11,15 @@ from typing import Any
 
 import pytest
 
-from tests.support import GUNICORN_CONF, GunicornServer, ServerStartError, WriteMap
+from tests.support import (
+    BUNDLED_MAP,
+    GUNICORN_CONF,
+    GunicornServer,
+    ServerStartError,
+    StartServer,
+    WriteMap,
+    raw_request,
+)
 
 BAD_MAP = """
     version: 1
@@ -116,3 +125,21 @@ def test_refuses_to_start_without_a_map(tmp_path: Path) -> None:
     assert error.returncode == 1
     assert "Traceback" not in error.log
     assert re.search(rf"^gateway: refusing to start: .*{re.escape(str(missing))}", error.log, re.M)
+
+
+@pytest.mark.http
+def test_the_start_check_compiles_the_map_so_no_worker_does(
+    gunicorn_factory: StartServer, tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    server = gunicorn_factory(
+        BUNDLED_MAP, workers=2, env={"GATEWAY_STATE_DIR": str(state), "GATEWAY_ACCESS_LOG": "off"}
+    )
+    response = raw_request(server.port, "/")
+    assert (response.status, response.header("Location")) == (301, "https://khv27.ru/")
+    assert response.header("Cache-Control") == "public, max-age=86400"
+    (result,) = state.glob("*/compiled.json")
+    assert json.loads(result.read_text(encoding="utf-8"))["table"].startswith("rules-")
+    log = server.log_text()
+    assert log.count("Booting worker") == 2
+    assert "compiled in" not in log  # what a worker logs when it ran the compiler itself

@@ -53,8 +53,9 @@ RESULT = "compiled.json"
 TABLES = "tables"
 KEEP_TABLES = 3  # the served table and two before it: a worker may still be opening one
 COMPILE_TIMEOUT = 900.0  # seconds; a million rules compile in about 30 s on 2 cores
-# A file changed less than this before the compile ended may not be what it read.
-_SETTLE_NS = 500_000_000
+# A file whose ctime is later than this before the compile started may have changed
+# while it was read (ctimes come from the kernel's coarse clock, a few ms behind).
+_CLOCK_SLACK_NS = 50_000_000
 
 
 class CompileFailed(Exception):
@@ -261,10 +262,10 @@ def compile_map(map_path: str, root: str, index_dir: str | None) -> Result:
 
 
 def _settled(watched: Watched, started: int) -> Fingerprint | None:
-    """Return the files' fingerprint, or None if one changed since just before `started`."""
+    """Return the files' fingerprint, or None if one may have changed while it was read."""
     fingerprint = watched.fingerprint()
-    if newest_change(fingerprint) > started - _SETTLE_NS:
-        return None
+    if newest_change(fingerprint) > started - _CLOCK_SLACK_NS:
+        return None  # still a result for this worker; the others compile again
     return fingerprint
 
 

@@ -13,6 +13,7 @@ Costs about 35 s: three servers; most steps wait for the 2 s reload check.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -452,3 +453,72 @@ def test_hup_with_a_broken_map_and_no_copy_refuses_readiness_until_fixed(
     assert (response.status, response.header("Location")) == (301, "https://khv27.ru/v5/a")
     assert response.header("Cache-Control") == "public, max-age=86400"
     assert raw_request(port, "/-/health").status == 200
+
+
+def compilers_of(parents: set[int]) -> list[int]:
+    """The pids of the map compilers (``python -m gateway.maps.compiled``) these started."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        if (
+            b"gateway.maps.compiled" in cmdline
+            and int(stat.rsplit(")", 1)[1].split()[1]) in parents
+        ):
+            found.append(int(entry))
+    return found
+
+
+def test_a_killed_compile_is_never_served(
+    server: GunicornServer, traffic: Traffic, live: Path, tmp_path: Path
+) -> None:
+    """Issue 14: every compile of v2 is killed under traffic; v1 keeps serving, then v3 loads."""
+    complete = reference_versions(tmp_path, ["v1", "v2", "v3"])
+    version = {name: digest for digest, name in complete.items()}
+    port = server.port
+    wait_for("v1 everywhere", converged(port, version["v1"]), bool)
+    workers = {int(pid) for pid in workers_serving(port)}
+    killed: list[int] = []
+    stop = threading.Event()
+
+    def kill_compilers() -> None:
+        while not stop.is_set():
+            for pid in compilers_of(workers):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+            time.sleep(0.005)
+
+    killer = threading.Thread(target=kill_compilers, daemon=True)
+    killer.start()
+    try:
+        deploy(live, "v2")
+        wait_for(
+            "both workers to report the killed compile",
+            lambda: failing_pids(port),
+            lambda p: len(p) == WORKERS,
+        )
+    finally:
+        stop.set()
+        killer.join(timeout=5)
+    assert killed, "no compiler was seen, so none was killed"
+    assert converged(port, version["v1"])()
+    health = json.loads(raw_request(port, "/-/health").body)
+    assert (health["status"], health["version"]) == ("ok", version["v1"])
+    assert "the map was not compiled: the compiler exited with status -9" in health["last_error"]
+    tables = {p.name for p in (tmp_path / "state").glob("*/tables/*")}
+    assert f"rules-{version['v2']}.lmdb" not in tables, tables  # nothing under a served name
+
+    deploy(live, "v3")
+    wait_for("v3 everywhere", converged(port, version["v3"]), bool)
+    answers = traffic.stop()
+    assert [a for a in answers if a.status is None] == []
+    assert [a for a in answers if a.status is not None and a.status >= 500] == []
+    assert [a.problem for a in answers if a.problem] == []
+    assert {a.version for a in answers} == {"v1", "v3"}  # v2 was never served
+    assert_one_version_per_map(server, complete)
