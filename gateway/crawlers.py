@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import quote, urlsplit
 from xml.sax.saxutils import escape
 
@@ -90,30 +90,53 @@ def _groups(names: list[str]) -> Iterator[str]:
         yield line
 
 
-_cache: dict[tuple[str, str], Sitemap] = {}
+T = TypeVar("T")
+# Two caches: the sitemaps of any hosts asked for, and apart, the walks they are made
+# from (one per named host, one for all of a wildcard's subdomains, per version), so
+# that a stream of new subdomains empties the first and never the second.
+_cache: dict[tuple[str, ...], Any] = {}
+_walks: dict[tuple[str, ...], Any] = {}
 _cache_lock = threading.Lock()
-CACHE_SIZE = 64  # hosts x map versions kept
+CACHE_SIZE = 64  # entries kept in each
+
+
+def _cached(cache: dict[tuple[str, ...], Any], key: tuple[str, ...], compute: Callable[[], T]) -> T:
+    found = cache.get(key)
+    if found is None:
+        found = compute()
+        with _cache_lock:
+            if len(cache) >= CACHE_SIZE:
+                cache.clear()
+            cache[key] = found
+    return cast(T, found)
 
 
 def sitemap(redirect_map: RedirectMap, host: str, decide: Decide) -> Sitemap:
     """Return the host's sitemap, computed once per map version and host.
 
     ``decide`` is ``gateway.decide.decide``, passed in because decide names the
-    paths this module owns.
+    paths this module owns. The walk over the rules is done once per version for
+    all the subdomains a wildcard answers (they share the every-host rules, which no
+    host's rule can shadow there), so that asking each of a million subdomains for
+    its sitemap does not walk the map a million times.
     """
-    key = (redirect_map.version, host)
-    found = _cache.get(key)
-    if found is None:
-        found = _compute(redirect_map, host, decide)
-        with _cache_lock:
-            if len(_cache) >= CACHE_SIZE:
-                _cache.clear()
-            _cache[key] = found
-    return found
+    version = redirect_map.version
+    scope = host if host in redirect_map.hosts else "*"
+
+    def compute() -> Sitemap:
+        rules = _cached(
+            _walks,
+            ("rules", version, scope),
+            lambda: tuple(_rule_targets(redirect_map, host, decide)),
+        )
+        captures = _capture_targets(redirect_map, host, decide)
+        return Sitemap(host, tuple(dict.fromkeys([*rules, *captures])))
+
+    return _cached(_cache, ("sitemap", version, host), compute)
 
 
-def _compute(redirect_map: RedirectMap, host: str, decide: Decide) -> Sitemap:
-    targets = []
+def _rule_targets(redirect_map: RedirectMap, host: str, decide: Decide) -> Iterator[str]:
+    """Yield the URL of each exact redirect rule that answers it on this host."""
     for rule in redirect_map.rules:
         target = _listed_target(rule, host)
         if target is None:
@@ -121,19 +144,33 @@ def _compute(redirect_map: RedirectMap, host: str, decide: Decide) -> Sitemap:
         outcome = decide(redirect_map, "GET", host, target)
         # By order, not identity: a compiled map builds its rules afresh as they are read.
         if isinstance(outcome, Redirect) and outcome.rule.order == rule.order:
-            targets.append(target)
-    # With a web archive (§8), its captures of this host that answer 200 or a redirect.
+            yield target
+
+
+def _capture_targets(redirect_map: RedirectMap, host: str, decide: Decide) -> Iterator[str]:
+    """Yield the web archive's captures of this host (§8) that answer 200 or a redirect."""
+    by_host = _cached(
+        _walks, ("captures", redirect_map.version), lambda: _captures_by_host(redirect_map)
+    )
+    for target in by_host.get(host, ()):
+        outcome = decide(redirect_map, "GET", host, target)
+        if isinstance(outcome, (Redirect, Archived)):
+            yield target
+
+
+def _captures_by_host(redirect_map: RedirectMap) -> dict[str, list[str]]:
+    """Return each served host's captured request targets, in the index's order."""
+    by_host: dict[str, list[str]] = {}
     for capture in redirect_map.captures.captures.values():
         parts = urlsplit(capture.url)
-        if (parts.hostname or "") != host and redirect_map.host_of(parts.netloc) != host:
+        served = redirect_map.host_of(parts.netloc)
+        if served is None:
             continue
         target = quote(parts.path or "/", safe=_URL_SAFE) + (
             f"?{parts.query}" if parts.query else ""
         )
-        outcome = decide(redirect_map, "GET", host, target)
-        if isinstance(outcome, (Redirect, Archived)):
-            targets.append(target)
-    return Sitemap(host, tuple(dict.fromkeys(targets)))
+        by_host.setdefault(served, []).append(target)
+    return by_host
 
 
 def _listed_target(rule: Rule, host: str) -> str | None:

@@ -244,3 +244,29 @@ def test_a_csv_row_for_robots_is_a_load_error_too(write_map: WriteMap, tmp_path:
     )
     with pytest.raises(MapError, match=r"rows.csv:3: error: from: /robots.txt is answered"):
         load_map(path)
+
+
+def test_the_subdomains_of_a_wildcard_share_one_walk_of_the_rules(
+    bundled: RedirectMap, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crawler (or an attacker) asking a thousand subdomains walks a big map once."""
+    from gateway.decide import decide
+
+    walks: list[str] = []
+    real = crawlers._rule_targets
+
+    def counting(redirect_map: RedirectMap, host: str, decide: crawlers.Decide) -> object:
+        walks.append(host)
+        return real(redirect_map, host, decide)
+
+    monkeypatch.setattr(crawlers, "_rule_targets", counting)
+    monkeypatch.setattr(crawlers, "_cache", {})
+    monkeypatch.setattr(crawlers, "_walks", {})
+    found = [
+        crawlers.sitemap(bundled, f"s{n}.khabarovskadm.ru", decide).targets for n in range(1000)
+    ]
+    assert len(walks) == 1
+    assert all(targets == found[0] for targets in found)
+    assert found[0]  # the every-host redirects are listed there
+    crawlers.sitemap(bundled, "khabarovskadm.ru", decide)
+    assert walks == ["s0.khabarovskadm.ru", "khabarovskadm.ru"]  # a named host: its own walk
