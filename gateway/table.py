@@ -36,6 +36,8 @@ What is stored. One LMDB file (``subdir=False``), keys as bytes:
   one lookup, whatever N;
 - a key longer than 400 bytes (LMDB's limit is 511) is stored as ``\\x01`` and
   its BLAKE2b-256 digest;
+- ``\\x02`` and a capture key -> a capture of the map's web archives (spec §8), as
+  ``gateway.archive.table`` writes and reads them;
 - ``\\x00!meta`` -> the table's format, the map's version, the files rules came
   from, the map's sections (site, hosts, archive, the files a reload watches), the
   records of its pattern rules, and the number of rules of each kind.
@@ -75,6 +77,9 @@ from typing import Any
 
 import lmdb
 
+from gateway.archive.index import EMPTY, ArchiveIndex
+from gateway.archive.table import PREFIX as _CAPTURE
+from gateway.archive.table import TableCaptures, capture_rows
 from gateway.canonical import LegacyURL
 from gateway.mapfile import Archive, RedirectMap, Site, compile_rule
 from gateway.matcher import Match, Matcher, conditions_hold
@@ -184,6 +189,9 @@ def build_table(redirect_map: RedirectMap, path: str | os.PathLike[str]) -> Path
         "by_kind": redirect_map.rules_by_kind,
     }
     rows = [(k, _dumps(v)) for k, v in entries.items()]
+    if redirect_map.captures.captures:
+        captured, meta["captures"] = capture_rows(redirect_map.captures)
+        rows += [(k, _dumps(v)) for k, v in captured]
     rows.append((_META, _dumps(meta)))
     rows.sort()
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -304,6 +312,9 @@ def _redirect_map(env: Any, meta: dict[str, Any], rename: Callable[[str], str]) 
         archive_patterns=tuple(sections["archive_patterns"]),
         archive_names=tuple(sections["archive_names"]),
         files_version=sections["files_version"],
+        captures=ArchiveIndex(TableCaptures(env, meta["captures"]))
+        if "captures" in meta
+        else EMPTY,
     )
 
 
@@ -397,7 +408,7 @@ class TableMatcher:
         """Yield every exact rule in the table, in key order (for exports and reports)."""
         with self._env.begin(buffers=False) as txn:
             for key, raw in txn.cursor():
-                if key != _META:
+                if key != _META and not key.startswith(_CAPTURE):
                     # Not through the cache: a walk over a million rules would empty it.
                     yield from self._build(raw)[1]
 

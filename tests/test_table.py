@@ -17,6 +17,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -200,3 +201,36 @@ def test_a_failed_build_leaves_the_served_table(
         table.build_table(redirect_map, path)
     assert path.read_bytes() == before
     assert [p.name for p in (tmp_path / "state").iterdir()] == [path.name]
+
+
+def test_a_compiled_map_serves_its_captures_from_the_table(tmp_path: Path) -> None:
+    """Spec §8 from the table: the same captures, the same answers, no index in the worker."""
+    from gateway.archive.table import TableCaptures
+    from tests.archives import OLD_SITE, archive_map, write_warc
+
+    write_warc(tmp_path / "site.warc.gz", OLD_SITE)
+    source = archive_map(tmp_path, ["site.warc.gz"], ["{from: /ruled/, to: /new/}"])
+    redirect_map = load_map(source, index_dir=str(tmp_path / "index"))
+    assert len(redirect_map.captures) > 5
+    path = table.ensure_table(redirect_map, tmp_path / "state")
+    compiled = table.open_table(path, version=redirect_map.version)
+    assert isinstance(compiled.captures.captures, TableCaptures)
+    assert dict(compiled.captures.captures) == dict(redirect_map.captures.captures)
+    assert list(compiled.captures.captures.values()) == [
+        compiled.captures.captures[k] for k in compiled.captures.captures
+    ]
+    assert len(compiled.captures) == len(redirect_map.captures)
+    urls = [c.url for c in redirect_map.captures.captures.values()]
+    urls += [u + "?x=1" for u in urls] + ["http://khabarovskadm.ru/nothing/", PAGE_OUTSIDE]
+    for url in urls:
+        parts = urlsplit(url)
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        host = parts.hostname or ""
+        assert decide(compiled, "GET", host, target) == decide(redirect_map, "GET", host, target), (
+            url
+        )
+    # Exact rules are not confused with the captures stored beside them.
+    assert sorted(r.source for r in compiled.rules) == sorted(r.source for r in redirect_map.rules)
+
+
+PAGE_OUTSIDE = "http://elsewhere.example/page/"

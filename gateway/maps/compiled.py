@@ -177,8 +177,12 @@ class Compiled:
         archive_optional: bool = False,
     ) -> RedirectMap:
         opened = open_table(path, version=version, rename=rename)
+        if not archive_optional:
+            return opened  # its captures are in the table, as its rules are
+        # A last-known-good copy serves on without an archive file that no longer reads,
+        # and says which (archive_problems): its captures are checked against the files.
         archives = tuple(zip(opened.archive_files, opened.archive_names, strict=True))
-        return with_captures(opened, archives, self.index_dir, archive_optional=archive_optional)
+        return with_captures(opened, archives, self.index_dir, archive_optional=True)
 
     def _read(self, name: str) -> Result | None:
         try:
