@@ -179,18 +179,25 @@ def rss_kb() -> int:
 def child(map_path: str, index_dir: str, mode: str) -> None:
     """In a fresh interpreter: time load_map, or measure what it keeps; print JSON."""
     import gateway.app  # noqa: F401 - what a worker imports before it loads the map
+    from gateway.maps.compiled import Compiled
+
+    def load() -> RedirectMap:
+        if mode.startswith("compiled"):  # issue 14: the table the start check compiled
+            state_dir = os.path.dirname(index_dir)
+            return Compiled.of(map_path, state_dir).load()
+        return load_map(map_path, index_dir=index_dir)
 
     gc.collect()
-    if mode == "time":
+    if mode in ("time", "compiled-time"):
         before = rss_kb()
         started = time.perf_counter()
-        loaded = load_map(map_path, index_dir=index_dir)
+        loaded = load()
         seconds = time.perf_counter() - started
         gc.collect()
         out = {"seconds": seconds, "rss_kb": rss_kb() - before, "captures": len(loaded.captures)}
     else:
         tracemalloc.start()
-        loaded = load_map(map_path, index_dir=index_dir)
+        loaded = load()
         gc.collect()
         kept, peak = tracemalloc.get_traced_memory()
         out = {"kept": kept, "peak": peak, "captures": len(loaded.captures)}
@@ -387,8 +394,25 @@ def run(captures: int, pdf_mb: int, keys: int) -> dict[str, Any]:
         figures["warm_load_s"] = min(s["seconds"] for s in starts)
         figures["rss_mb"] = min(s["rss_kb"] for s in starts) / 1024
         figures["kept_mb"] = in_child(map_path, index_dir, "memory")["kept"] / 2**20
+        # Issue 14: the map compiled once (captures in its table), then opened by workers.
+        from gateway.maps.compiled import Compiled
+
+        started = time.perf_counter()
+        Compiled.of(str(map_path), str(index_dir.parent)).compile_now()
+        figures["compile_s"] = time.perf_counter() - started
+        starts = [in_child(map_path, index_dir, "compiled-time") for _ in range(3)]
+        assert all(s["captures"] == captures + 1 for s in starts), starts
+        figures["compiled_load_s"] = min(s["seconds"] for s in starts)
+        figures["compiled_rss_mb"] = min(s["rss_kb"] for s in starts) / 1024
+        memory = in_child(map_path, index_dir, "compiled-memory")
+        figures["compiled_kept_mb"] = memory["kept"] / 2**20
         redirect_map = load_map(map_path, index_dir=str(index_dir))
         figures["lookup_us"], figures["decide_us"] = lookup_us(redirect_map, urls, keys)
+        compiled_map = Compiled.of(str(map_path), str(index_dir.parent)).load()
+        figures["compiled_lookup_us"], figures["compiled_decide_us"] = lookup_us(
+            compiled_map, urls, keys
+        )
+        del compiled_map
         del redirect_map
         app = create_app(
             {"TESTING": True, "MAP_PATH": str(map_path), "STATE_DIR": str(folder / "state")}
@@ -420,13 +444,31 @@ def table(f: dict[str, Any]) -> str:
             f["warm_load_s"] <= 1,
         ),
         (
+            "    compiled once (issue 14)",
+            f"{f['compile_s']:.1f} s, then a worker opens it in {f['compiled_load_s']:.3f} s",
+            "",
+            "",
+        ),
+        (
             "(c) index memory per worker",
             f"{f['kept_mb']:.1f} MB kept (RSS +{f['rss_mb']:.1f} MB)",
             "≤ 50 MB",
             max(f["kept_mb"], f["rss_mb"]) <= 50,
         ),
+        (
+            "    from the compiled table",
+            f"{f['compiled_kept_mb']:.1f} MB kept (RSS +{f['compiled_rss_mb']:.1f} MB)",
+            "",
+            "",
+        ),
         ("(d) archive lookup alone", f"{f['lookup_us']:.2f} µs", "≤ 50 µs", f["lookup_us"] <= 50),
         ("    whole decision (decide)", f"{f['decide_us']:.1f} µs", "", ""),
+        (
+            "    from the compiled table",
+            f"{f['compiled_lookup_us']:.2f} µs; decide {f['compiled_decide_us']:.1f} µs",
+            "≤ 50 µs",
+            f["compiled_lookup_us"] <= 50,
+        ),
         (
             "(e) archived HTML vs 404 banner",
             f"{f['archived_us']:.0f} vs {f['banner_us']:.0f} µs/req: {f['ratio']:.2f}x"
