@@ -35,6 +35,7 @@ __all__ = [
     "EMPTY",
     "ArchiveIndex",
     "Capture",
+    "CaptureLookup",
     "CaptureTable",
     "FileIndex",
     "build_index",
@@ -85,7 +86,26 @@ _KIND_CODES = {"response": "r", "revisit": "v"}
 _KIND_NAMES = {code: name for name, code in _KIND_CODES.items()}
 
 
-class CaptureTable(Mapping[str, Capture]):
+class CaptureLookup(Mapping[str, Capture]):
+    """Captures by key, each built when it is asked for: ``get`` is the one lookup."""
+
+    __slots__ = ()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """Return the capture of a key, or `default`."""
+        raise NotImplementedError
+
+    def __getitem__(self, key: str) -> Capture:
+        found: Capture | None = self.get(key)
+        if found is None:
+            raise KeyError(key)
+        return found
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self.get(key) is not None
+
+
+class CaptureTable(CaptureLookup):
     """The captures served, by key, kept packed: a ``Capture`` is built at each lookup.
 
     100,000 captures as ``Capture`` objects in a dict cost a worker about 100 MB; packed,
@@ -171,15 +191,6 @@ class CaptureTable(Mapping[str, Capture]):
                 )
             i += 1
         return self._odd.get(key, default)
-
-    def __getitem__(self, key: str) -> Capture:
-        found: Capture | None = self.get(key)
-        if found is None:
-            raise KeyError(key)
-        return found
-
-    def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and self.get(key) is not None
 
     def __iter__(self) -> Iterator[str]:
         for i in range(len(self._hashes)):

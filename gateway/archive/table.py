@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 
-from gateway.archive.index import ArchiveIndex, Capture
+from gateway.archive.index import ArchiveIndex, Capture, CaptureLookup
 
 PREFIX = b"\x02"  # no host, and so no rule key, begins with it
 _MAX_KEY = 400
@@ -45,7 +45,7 @@ def capture_rows(index: ArchiveIndex) -> tuple[list[tuple[bytes, list[Any]]], di
     return rows, {"count": len(rows), "files": list(files)}
 
 
-class TableCaptures(Mapping[str, Capture]):
+class TableCaptures(CaptureLookup):
     """The captures of a compiled map, by capture key, read from its table at each lookup."""
 
     def __init__(self, env: Any, meta: dict[str, Any]) -> None:
@@ -68,15 +68,6 @@ class TableCaptures(Mapping[str, Capture]):
             return default
         found = self._capture(raw)
         return found if found.key == key else default
-
-    def __getitem__(self, key: str) -> Capture:
-        found: Capture | None = self.get(key)
-        if found is None:
-            raise KeyError(key)
-        return found
-
-    def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and self.get(key) is not None
 
     def _walk(self) -> Iterator[Capture]:
         with self._env.begin(buffers=False) as txn:
