@@ -368,6 +368,9 @@ def test_map_changes_under_traffic_never_break_the_service(
     assert_counted(port, answers, server)
     assert_one_version_per_map(server, complete)
     assert total(port, "gateway_map_reloads_total") >= 3 * WORKERS
+    # Served from compiled tables (issue 14), not from maps each worker loaded.
+    tables = {p.name for p in (tmp_path / "state").glob("*/tables/rules-*.lmdb")}
+    assert {f"rules-{version[v]}.lmdb" for v in ("v3", "v4")} <= tables, tables
 
 
 def test_a_killed_worker_loses_only_its_own_requests(
