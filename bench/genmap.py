@@ -13,7 +13,9 @@ the worst case for a regex list and for a trie indexed by prefix alike.
 Files written into ``OUT``:
 
     redirects.yaml              the main map (site, hosts, archive, include)
-    redirects.d/exact.csv       most exact rules (layout "csv"), none in layout "yaml"
+    redirects.d/exact.csv       most exact rules (layout "csv"), none in layout "yaml"; past
+                                CSV_CHUNK rows, exact-001.csv, exact-002.csv, ... instead (the
+                                loader refuses a file over 64 MiB, MAX_FILE_BYTES)
     redirects.d/exact.yaml      the other exact rules
     redirects.d/patterns.yaml   the pattern rules
     urls-exact.tsv, urls-pattern.tsv, urls-miss.tsv
@@ -76,6 +78,9 @@ NOTICE_RU = (
 )
 CYRILLIC_KINDS = ("постановления", "распоряжения", "объявления", "новости-района", "вакансии")
 BITRIX_SECTIONS = ("about", "city", "economy", "social", "administration", "press-center")
+# CSV rows per file: 250,000 rows are about 20 MB, well under the loader's 64 MiB a file.
+# Up to this many the table is one exact.csv, as it always was (the 100k map is unchanged).
+CSV_CHUNK = 250_000
 
 
 @dataclass(frozen=True)
@@ -274,11 +279,13 @@ def generate(
     in_yaml = exact if layout == "yaml" else exact[::10]
     in_csv = [] if layout == "yaml" else [r for i, r in enumerate(exact) if i % 10]
     _write_yaml_rules(sub / "exact.yaml", in_yaml)
-    if in_csv:
-        with (sub / "exact.csv").open("w", encoding="utf-8", newline="") as f:
+    chunks = [in_csv[i : i + CSV_CHUNK] for i in range(0, len(in_csv), CSV_CHUNK)]
+    for number, chunk in enumerate(chunks, start=1):
+        name = "exact.csv" if len(chunks) == 1 else f"exact-{number:03d}.csv"
+        with (sub / name).open("w", encoding="utf-8", newline="") as f:
             writer = csv.writer(f, lineterminator="\n")
             writer.writerow(["from", "to", "status", "note"])
-            for r in in_csv:
+            for r in chunk:
                 writer.writerow([r.source, r.to or "", "" if r.status == 301 else r.status, r.note])
     patterns = pattern_rules(n_patterns)
     _write_yaml_rules(sub / "patterns.yaml", patterns)
@@ -304,6 +311,7 @@ def generate(
         "patterns": n_patterns,
         "layout": layout,
         "exact_in_csv": len(in_csv),
+        "csv_files": len(chunks),
         "exact_in_yaml": len(in_yaml),
         "urls_per_class": n_urls,
     }

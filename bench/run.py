@@ -1,21 +1,37 @@
-"""`make bench`: throughput against a bare-WSGI baseline and nginx, plus micro-benchmarks.
+"""`make bench`: throughput against a bare-WSGI baseline and nginx, the compiled table, micro.
 
-Owns the benchmark procedure (issue 5). In one run, on loopback only:
+Owns the benchmark procedure (issues 5 and 14). In one run, on loopback only:
 
-1. generate a map (100,000 exact + 1,000 pattern rules over 4 hosts) and URL lists;
-2. the in-process micro-benchmarks (bench/micro.py);
-3. serve the map with the project's gunicorn.conf.py (wsgi:app), serve the same exact
-   rules from a bare WSGI dict (bench/baseline_app.py) under the same settings, and from
-   an nginx ``map``; check each answers correctly; then drive them with wrk, alternating
-   gateway/baseline/nginx round by round, each run ``--duration`` seconds with
-   ``--connections`` keep-alive connections cycling through thousands of distinct URLs;
-4. read the RSS of each gateway worker with the 100k map loaded;
-5. optionally (``--matrix``) compare gunicorn settings: sync vs gthread, threads,
+1. the in-process micro-benchmarks of the in-memory map (bench/micro.py);
+2. for each map size (``--sizes``, default 100,000 and 1,000,000 exact rules, each with
+   1,000 pattern rules over 4 hosts, bench/genmap.py):
+
+   a. the first compile into an empty state directory, in a fresh interpreter, as
+      gunicorn's ``on_starting`` makes it (bench/scale.py ``compile_cold``): wall time,
+      CPU, peak RSS, and the table's bytes on disk per rule;
+   b. serve the map with the project's gunicorn.conf.py (wsgi:app) from that state
+      directory, the same exact rules from a bare WSGI dict (bench/baseline_app.py)
+      under the same settings, and from an nginx ``map``; check each answers a sample
+      correctly; read each gateway worker's memory from /proc/PID/smaps (total Rss,
+      Pss, and the Rss of its rules-*.lmdb mapping, the table shared by the workers);
+      then drive them with wrk, alternating gateway/baseline/nginx round by round,
+      each run ``--duration`` seconds with ``--connections`` keep-alive connections
+      cycling through thousands of distinct URLs; memory read again after;
+   c. ``--restarts`` restarts on the unchanged map, alternating with a bare gunicorn
+      (the baseline app, an empty table, no map check): gunicorn's spawn to its first
+      answer, and each worker's fork to its app loaded (bench/gunicorn_bench.conf.py);
+
+3. the lookups of the compiled tables (bench/scale.py ``probe``, a fresh process): a
+   1,000-rule map besides the sizes above, decide() and canonicalise + match for exact
+   hits, pattern hits and misses, the table's rule cache emptied before each pass;
+4. optionally (``--matrix``) compare gunicorn settings: sync vs gthread, threads,
    reuse_port, access log on/off.
 
-Prints a table and writes bench/out/bench-<time>.json (and bench/out/latest.json).
+Prints one table, a column per map size, and writes bench/out/bench-<time>.json (and
+bench/out/latest.json). ``--quick``: 10k and 30k rules, 2 s runs, one round (a smoke run).
 
-    python bench/run.py [--quick] [--duration 10] [--rounds 3] [--matrix] [--no-nginx]
+    python bench/run.py [--quick] [--sizes 100000,1000000] [--duration 10] [--rounds 3]
+                        [--restarts 3] [--matrix] [--no-nginx]
 """
 
 from __future__ import annotations
@@ -35,16 +51,18 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 sys.path.insert(0, str(REPO))
 
 from bench.genmap import generate  # noqa: E402
+from bench.scale import compile_cold, run_probe, smaps  # noqa: E402
 
 PYTHON = sys.executable
 GUNICORN = str(Path(PYTHON).with_name("gunicorn"))
@@ -99,6 +117,9 @@ class Server:
     cwd: Path = REPO
     process: subprocess.Popen[bytes] | None = None
     log: Path = field(default_factory=Path)
+    # Set by start(): seconds from the spawn of the master to its first answer and to
+    # every worker ready, and each gunicorn worker's own start (its fork to app loaded).
+    timing: dict[str, object] = field(default_factory=dict)
 
     def start(self, timeout: float = 300.0) -> Server:
         """Start the server and wait until every worker has loaded the app."""
@@ -107,6 +128,8 @@ class Server:
         shutil.rmtree(ready, ignore_errors=True)
         ready.mkdir(parents=True)
         env = os.environ | self.env | {"BENCH_READY_DIR": str(ready)}
+        first_answer: float | None = None
+        spawned = time.monotonic()
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
                 self.argv,
@@ -116,14 +139,22 @@ class Server:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: stopped as one
             )
-        deadline = time.monotonic() + timeout
+        deadline = spawned + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.name} exited: {self.log.read_text()[-2000:]}")
-            workers_ready = len(list(ready.iterdir())) >= self.workers
-            if workers_ready and _answers(self.port):
+            if first_answer is None and _answers(self.port):
+                first_answer = time.monotonic()
+            marks = [p for p in ready.iterdir() if not p.name.endswith(".tmp")]
+            if first_answer is not None and len(marks) >= self.workers:
+                workers = [json.loads(p.read_text()) for p in marks]
+                self.timing = {
+                    "first_answer_s": first_answer - spawned,
+                    "all_ready_s": max([first_answer, *(w["ready"] for w in workers)]) - spawned,
+                    "worker_start_s": [w["ready"] - w["forked"] for w in workers],
+                }
                 return self
-            time.sleep(0.2)
+            time.sleep(0.01)  # fine enough for a 0.5 s target
         raise RuntimeError(f"{self.name} did not become ready in {timeout:.0f} s")
 
     def stop(self) -> None:
@@ -148,21 +179,13 @@ class Server:
 
 def _answers(port: int) -> bool:
     try:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         conn.request("GET", "/-/health", headers={"Host": "khabarovskadm.ru"})
         conn.getresponse().read()
         conn.close()
         return True
     except OSError:
         return False
-
-
-def rss_kib(pid: int) -> int:
-    """Return a process's resident set size (VmRSS) in KiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
 
 
 def gunicorn_server(
@@ -173,8 +196,15 @@ def gunicorn_server(
     *,
     overrides: dict[str, object] | None = None,
     env: dict[str, str] | None = None,
+    state_dir: Path | None = None,
+    table: Path | None = None,
 ) -> Server:
-    """Return a gunicorn server for `app` under the project's config (plus any overrides)."""
+    """Return a gunicorn server for `app` under the project's config (plus any overrides).
+
+    ``state_dir``: GATEWAY_STATE_DIR (default: ``workdir/state``, never the machine's
+    shared default, so that every run starts from a state directory of its own).
+    ``table``: the baseline's BENCH_EXACT_TABLE (default: the map's exact-table.tsv).
+    """
     port = free_port()
     workers = int(os.environ.get("GATEWAY_WORKERS") or os.cpu_count() or 2)
     return Server(
@@ -183,7 +213,8 @@ def gunicorn_server(
         env={
             "BENCH_PROJECT_CONF": str(PROJECT_CONF),
             "BENCH_GUNICORN": json.dumps(overrides or {}),
-            "BENCH_EXACT_TABLE": str(map_dir / "exact-table.tsv"),
+            "BENCH_EXACT_TABLE": str(table or map_dir / "exact-table.tsv"),
+            "GATEWAY_STATE_DIR": str(state_dir or workdir / "state"),
             # As deployed: the map in the working directory, named relative to it.
             "GATEWAY_MAP": "redirects.yaml",
             "GATEWAY_BIND": f"127.0.0.1:{port}",
@@ -209,7 +240,7 @@ http {{
     uwsgi_temp_path {dir}/tmp; scgi_temp_path {dir}/tmp;
     keepalive_requests 1000000;
     map_hash_bucket_size 256;
-    map_hash_max_size 1048576;
+    map_hash_max_size {hash_max};
     map $request_uri $bench_location {{
         default "";
         include {dir}/nginx-map.conf;
@@ -234,6 +265,7 @@ def nginx_server(nginx: str, map_dir: Path, workdir: Path) -> Server:
     ndir = workdir / "nginx"
     (ndir / "tmp").mkdir(parents=True, exist_ok=True)
     table = map_dir / "exact-table.tsv"
+    entries = 0
     with (
         table.open(encoding="utf-8") as src,
         (ndir / "nginx-map.conf").open("w", encoding="utf-8") as out,
@@ -241,9 +273,14 @@ def nginx_server(nginx: str, map_dir: Path, workdir: Path) -> Server:
         for line in src:
             target, _, location = line.rstrip("\n").partition("\t")
             out.write(f'    "{target}" "{location}";\n')
+            entries += 1
     workers = int(os.environ.get("GATEWAY_WORKERS") or os.cpu_count() or 2)
     conf = ndir / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(workers=workers, dir=ndir, port=port), encoding="utf-8")
+    hash_max = max(1 << 20, 1 << (2 * entries - 1).bit_length())  # room for 1M entries
+    conf.write_text(
+        NGINX_CONF.format(workers=workers, dir=ndir, port=port, hash_max=hash_max),
+        encoding="utf-8",
+    )
     return Server(
         name="nginx",
         argv=[nginx, "-c", str(conf), "-p", str(ndir), "-g", "daemon off;"],
@@ -478,32 +515,292 @@ def machine() -> dict[str, object]:
     }
 
 
-def table(result: dict[str, object]) -> str:
-    """Format the server results as a plain-text table."""
-    lines = []
-    srv = result.get("servers")
-    if isinstance(srv, dict):
-        medians = srv["medians"]
-        lines.append("throughput, median of alternating runs (wrk, loopback)")
-        lines.append(
-            f"{'server':<10}{'class':<9}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
-            f"{'sock err':>9}{'>=400':>8}"
-        )
-        for name, by_class in medians.items():
-            for cls, d in by_class.items():
-                lines.append(
-                    f"{name:<10}{cls:<9}{d['rps_median']:>10.0f}{d['p50_ms_median']:>9.2f}"
-                    f"{d['p99_ms_median']:>9.2f}{d['errors']:>9}{d['status_4xx_5xx']:>8}"
+# --- one map size ------------------------------------------------------------------------
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def measure_size(
+    n_exact: int,
+    args: argparse.Namespace,
+    tools: dict[str, str | None],
+    work: Path,
+    settings: WrkSettings,
+) -> dict[str, object]:
+    """Every server figure at one map size: compile, start, answers, memory, throughput."""
+    wrk = tools["wrk"]
+    assert wrk is not None
+    size_dir = work / f"size-{n_exact}"
+    map_dir, state = size_dir / "map", size_dir / "state"
+    started = time.perf_counter()
+    entry: dict[str, object] = {
+        "map": generate(map_dir, n_exact=n_exact, n_patterns=args.patterns, n_urls=args.urls)
+    }
+    entry["generate_s"] = time.perf_counter() - started
+    rules = n_exact + args.patterns + 1  # the home page rule besides
+    compiled = compile_cold(map_dir, state, rules)
+    entry["compile"] = compiled
+    print(
+        f"bench: {n_exact:,} exact rules compiled in {compiled['wall_s']:.1f} s"
+        f" ({compiled['bytes_per_rule']:.0f} B/rule)",
+        file=sys.stderr,
+    )
+    # The baseline runs the project's start check too (the same gunicorn.conf.py): with
+    # the same state dir it finds the compiled result and does not compile again.
+    servers = [
+        gunicorn_server("gateway", "wsgi:app", map_dir, size_dir, state_dir=state),
+        gunicorn_server("baseline", "bench.baseline_app:app", map_dir, size_dir, state_dir=state),
+    ]
+    if tools["nginx"]:
+        servers.append(nginx_server(tools["nginx"], map_dir, size_dir))
+    with running(servers):
+        entry["first_start"] = {s.name: s.timing for s in servers if s.timing}
+        for server in servers:
+            for cls in ("exact", "pattern", "miss") if server.name == "gateway" else ("exact",):
+                check_answers(server, read_urls(map_dir / f"urls-{cls}.tsv"), 200)
+        gateway = servers[0]
+        assert gateway.process is not None
+        memory: dict[str, object] = {
+            "rules": rules,
+            "master": smaps(gateway.process.pid),
+            "workers_before": [smaps(pid) for pid in gateway.worker_pids()],
+        }
+        runs = throughput(wrk, servers, map_dir, settings, args.rounds)
+        memory["workers_after"] = [smaps(pid) for pid in gateway.worker_pids()]
+        entry["memory"] = memory
+    entry["servers"] = summarise(runs) | {"runs": runs}
+    entry["restarts"] = time_restarts(map_dir, state, size_dir, args.restarts)
+    entry["state_dir"] = str(state)
+    entry["map_dir"] = str(map_dir)
+    return entry
+
+
+def time_restarts(map_dir: Path, state: Path, workdir: Path, count: int) -> dict[str, object]:
+    """Start the gateway on its unchanged, compiled map, and a bare gunicorn, alternately.
+
+    Each start is timed from the spawn of gunicorn's master to its first answer (polled
+    every 10 ms), and each worker from its fork to its app loaded (gunicorn hooks). The
+    bare gunicorn is the same settings serving bench/baseline_app.py with an empty table
+    and no map check before its workers: what gunicorn itself takes to start.
+    """
+    empty = workdir / "empty-table.tsv"
+    empty.write_text("", encoding="utf-8")
+    starts: dict[str, list[dict[str, object]]] = {"gateway": [], "bare": []}
+    for _ in range(count):
+        for name in starts:
+            if name == "gateway":
+                server = gunicorn_server("restart", "wsgi:app", map_dir, workdir, state_dir=state)
+            else:
+                server = gunicorn_server(
+                    "bare",
+                    "bench.baseline_app:app",
+                    map_dir,
+                    workdir,
+                    env={"BENCH_BARE": "1"},
+                    table=empty,
                 )
-        for k, v in srv["ratios"].items():
-            lines.append(f"ratio {k} (exact hits): {v:.2f}")
-    rss = result.get("rss")
-    if isinstance(rss, dict):
-        workers = ", ".join(f"{kib / 1024:.0f}" for kib in rss["workers_kib"])
-        lines.append(
-            f"gateway RSS with {rss['rules']:,} rules: workers {workers} MiB "
-            f"(master {rss['master_kib'] / 1024:.0f} MiB); target <= 120 MB"
+            try:
+                server.start(timeout=120)
+                starts[name].append(server.timing)
+            finally:
+                server.stop()
+    summary: dict[str, object] = {"starts": starts, "count": count}
+    for name, timings in starts.items():
+        summary[f"{name}_first_answer_s"] = _median([float(t["first_answer_s"]) for t in timings])  # type: ignore[arg-type]
+        summary[f"{name}_worker_start_s"] = _median(
+            [max(t["worker_start_s"]) for t in timings]  # type: ignore[type-var,call-overload]
         )
+    summary["gateway_minus_bare_s"] = float(summary["gateway_first_answer_s"]) - float(  # type: ignore[arg-type]
+        summary["bare_first_answer_s"]  # type: ignore[arg-type]
+    )
+    return summary
+
+
+# --- the table ---------------------------------------------------------------------------
+
+
+def _size_label(n: int) -> str:
+    return f"{n // 1_000_000}M" if n >= 1_000_000 and n % 1_000_000 == 0 else f"{n // 1000}k"
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None or value != value else format(value, spec)
+
+
+def table(result: dict[str, object]) -> str:
+    """Format the results as one plain-text table: a column per map size (exact rules)."""
+    sizes = result.get("sizes")
+    probe = result.get("compiled_micro")
+    micro = result.get("micro")
+    columns: list[int] = []
+    if isinstance(probe, dict):
+        columns += [int(e["n_exact"]) for e in probe["sizes"]]
+    if isinstance(sizes, dict):
+        columns += [int(n) for n in sizes]
+    columns = sorted(set(columns))
+    rows: list[tuple[str, dict[int, str]]] = []
+
+    def section(title: str) -> None:
+        rows.append((title, {}))
+
+    def row(label: str, get: Callable[[dict[str, Any]], str], where: object = sizes) -> None:
+        cells = {}
+        if isinstance(where, dict):
+            for n, entry in where.items():
+                with contextlib.suppress(KeyError, IndexError, TypeError, ValueError):
+                    cells[int(n)] = get(entry)
+        rows.append((label, cells))
+
+    if isinstance(sizes, dict):
+        first = next(iter(sizes.values()))
+        rounds = len(first["servers"]["runs"]["gateway"]["exact"])
+        section(f"throughput, req/s (wrk, loopback; median of {rounds} alternating rounds)")
+        for name, cls in (
+            ("gateway", "exact"),
+            ("baseline", "exact"),
+            ("nginx", "exact"),
+            ("gateway", "pattern"),
+            ("gateway", "miss"),
+        ):
+            row(
+                f"  {name} {cls}",
+                lambda e, n=name, c=cls: _fmt(e["servers"]["medians"][n][c]["rps_median"], ",.0f"),
+            )
+        row(
+            "  gateway/baseline, exact hits (target >= 0.9)",
+            lambda e: _fmt(e["servers"]["ratios"]["gateway/baseline"], ".2f"),
+        )
+        row(
+            "    paired per round (back to back), median",
+            lambda e: _fmt(e["servers"]["ratios"]["gateway/baseline paired median"], ".2f"),
+        )
+        row(
+            "    paired per round, min-max",
+            lambda e: (
+                f"{e['servers']['ratios']['gateway/baseline paired min']:.2f}-"
+                f"{e['servers']['ratios']['gateway/baseline paired max']:.2f}"
+            ),
+        )
+        row(
+            "  gateway/nginx, exact hits",
+            lambda e: _fmt(e["servers"]["ratios"]["gateway/nginx"], ".3f"),
+        )
+        section("latency p99 ms (p50 in brackets)")
+        for name, cls in (
+            ("gateway", "exact"),
+            ("gateway", "pattern"),
+            ("gateway", "miss"),
+            ("baseline", "exact"),
+            ("nginx", "exact"),
+        ):
+            row(
+                f"  {name} {cls}",
+                lambda e, n=name, c=cls: (
+                    f"{e['servers']['medians'][n][c]['p99_ms_median']:.1f}"
+                    f" ({e['servers']['medians'][n][c]['p50_ms_median']:.1f})"
+                ),
+            )
+        row(
+            "  socket errors, all runs / >=400 on hits",
+            lambda e: f"{_errors(e, 'errors')} / {_errors(e, 'status_4xx_5xx', hits=True)}",
+        )
+        section("compiled table")
+        row(
+            "  first compile, cold state dir, s (target <= 15 at 1M)",
+            lambda e: _fmt(e["compile"]["wall_s"], ".1f"),
+        )
+        row(
+            "    compiler CPU s / peak RSS MiB",
+            lambda e: f"{e['compile']['cpu_s']:.1f} / {e['compile']['peak_rss_kib'] / 1024:.0f}",
+        )
+        row(
+            "  table on disk, bytes per rule (target <= 200)",
+            lambda e: _fmt(e["compile"]["bytes_per_rule"], ".0f"),
+        )
+        row("    table MiB", lambda e: _fmt(e["compile"]["table_bytes"] / 2**20, ".1f"))
+        row(
+            "  gateway first start after the compile, s to answer",
+            lambda e: _fmt(e["first_start"]["gateway"]["first_answer_s"], ".2f"),
+        )
+        row(
+            "  restart, unchanged map: spawn -> first answer, s",
+            lambda e: _fmt(e["restarts"]["gateway_first_answer_s"], ".2f"),
+        )
+        row(
+            "    bare gunicorn, same way, s",
+            lambda e: _fmt(e["restarts"]["bare_first_answer_s"], ".2f"),
+        )
+        row(
+            "    gateway minus bare, s (target <= 0.5)",
+            lambda e: _fmt(e["restarts"]["gateway_minus_bare_s"], ".2f"),
+        )
+        row(
+            "  worker start, fork -> app loaded, s (target <= 0.5)",
+            lambda e: _fmt(e["restarts"]["gateway_worker_start_s"], ".2f"),
+        )
+        row(
+            "    bare worker, same way, s",
+            lambda e: _fmt(e["restarts"]["bare_worker_start_s"], ".2f"),
+        )
+        section("memory per gateway worker, MiB (after the wrk runs; the largest worker)")
+        row(
+            "  RSS beyond the table (target <= 80 MB = 76.3 MiB at 1M)",
+            lambda e: _mem(e, "beyond_table_kib"),
+        )
+        row("  RSS total", lambda e: _mem(e, "rss_kib"))
+        row("  Pss total", lambda e: _mem(e, "pss_kib"))
+        row(
+            "  table (rules-*.lmdb) Rss / Pss",
+            lambda e: f"{_mem(e, 'table_rss_kib')} / {_mem(e, 'table_pss_kib')}",
+        )
+        row("  RssAnon", lambda e: _mem(e, "rss_anon_kib"))
+        row(
+            "  RSS beyond the table, before the runs",
+            lambda e: _mem(e, "beyond_table_kib", "workers_before"),
+        )
+        row("  master RSS", lambda e: _fmt(e["memory"]["master"]["rss_kib"] / 1024, ".0f"))
+    if isinstance(probe, dict):
+        by_size = {int(e["n_exact"]): e for e in probe["sizes"]}
+        section("match cost, compiled table, CPU µs per request (rule cache emptied each pass)")
+        for cls in ("exact", "miss", "pattern"):
+            row(
+                f"  canonicalise + match, {cls}",
+                lambda e, c=cls: _fmt(e[c]["canonicalise_match_us"], ".1f"),
+                by_size,
+            )
+        for cls in ("exact", "miss", "pattern"):
+            row(f"  decide, {cls}", lambda e, c=cls: _fmt(e[c]["decide_us"], ".1f"), by_size)
+        flat = probe.get("flatness", {})
+        rows.append(
+            (
+                "  largest / smallest map (target <= 1.5x): "
+                + ", ".join(f"{k} {v:.2f}x" for k, v in flat.items()),
+                {},
+            )
+        )
+        row(
+            "  MapHolder open, fresh process, ms",
+            lambda e: _fmt(e["mapholder_open_s"] * 1000, ".1f"),
+            by_size,
+        )
+    if isinstance(micro, dict):
+        by_size = {int(e["n_exact"]): e for e in micro["sizes"] if int(e["n_exact"]) in columns}
+        if by_size:
+            section("match cost, in-memory map (bench/micro.py), CPU µs per request")
+            for cls in ("exact", "miss", "pattern"):
+                row(f"  decide, {cls}", lambda e, c=cls: _fmt(e[c]["decide_us"], ".1f"), by_size)
+    width = max(len(label) for label, cells in rows if cells) + 2
+    lines = [
+        f"{'map size (exact rules; +patterns)':<{width}}"
+        + "".join(f"{_size_label(n):>12}" for n in columns)
+    ]
+    for label, cells in rows:
+        if not cells:
+            lines.append(label)
+        else:
+            lines.append(f"{label:<{width}}" + "".join(f"{cells.get(n, ''):>12}" for n in columns))
     matrix = result.get("matrix")
     if isinstance(matrix, list):
         lines.append("gunicorn settings (exact hits, medians)")
@@ -516,17 +813,55 @@ def table(result: dict[str, object]) -> str:
     return "\n".join(lines)
 
 
+def _errors(entry: dict[str, Any], key: str, *, hits: bool = False) -> int:
+    total = 0
+    for by_class in entry["servers"]["medians"].values():
+        for cls, d in by_class.items():
+            if not hits or cls != "miss":
+                total += int(d[key])
+    return total
+
+
+def _mem(entry: dict[str, Any], key: str, when: str = "workers_after") -> str:
+    return f"{max(w[key] for w in entry['memory'][when]) / 1024:.0f}"
+
+
+def _flatness(probe: dict[str, Any]) -> dict[str, float]:
+    small, large = probe["sizes"][0], probe["sizes"][-1]
+    flat = {}
+    for cls in ("exact", "miss", "pattern"):
+        if cls in small and cls in large:
+            flat[cls] = large[cls]["canonicalise_match_us"] / small[cls]["canonicalise_match_us"]
+            flat[f"{cls}_decide"] = large[cls]["decide_us"] / small[cls]["decide_us"]
+    return flat
+
+
+def parse_sizes(text: str) -> list[int]:
+    """Parse "100000,1000000" into [100000, 1000000]."""
+    return [int(item) for item in text.split(",") if item.strip()]
+
+
 def main() -> None:
     """Parse the command line and run the benchmark."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a smoke run: small map, 2 s runs")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: small maps, 2 s runs")
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds")
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
-    parser.add_argument("--exact", type=int, default=100_000)
+    parser.add_argument(
+        "--sizes",
+        type=parse_sizes,
+        default=parse_sizes("100000,1000000"),
+        help="exact rules of each served map (each with --patterns patterns)",
+    )
+    parser.add_argument("--exact", type=int, default=None, help="one size only (as --sizes N)")
     parser.add_argument("--patterns", type=int, default=1_000)
+    parser.add_argument(
+        "--small", type=int, default=1_000, help="exact rules of the smallest compiled map"
+    )
     parser.add_argument("--urls", type=int, default=5_000, help="distinct URLs per class")
+    parser.add_argument("--restarts", type=int, default=3, help="restarts timed per size")
     parser.add_argument("--no-nginx", action="store_true")
     parser.add_argument("--no-micro", action="store_true")
     parser.add_argument("--no-servers", action="store_true", help="micro-benchmarks only")
@@ -536,8 +871,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=BENCH / "out")
     args = parser.parse_args()
     if args.quick:
-        args.duration, args.rounds, args.urls = 2, 1, 500
-        args.exact, args.patterns, args.matrix_exact = 10_000, 100, 2_000
+        args.duration, args.rounds, args.urls, args.restarts = 2, 1, 500, 1
+        args.sizes, args.patterns, args.matrix_exact = [10_000, 30_000], 100, 2_000
+    if args.exact is not None:
+        args.sizes = [args.exact]
     settings = WrkSettings(args.duration, args.connections, args.threads)
     result: dict[str, object] = {
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -546,6 +883,7 @@ def main() -> None:
     }
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    wall = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="gateway-bench-") as tmp:
         work = Path(tmp)
         if not args.no_micro:
@@ -564,54 +902,56 @@ def main() -> None:
             result["micro"] = json.loads(micro_json.read_text())
         if not args.no_servers:
             tools = ensure_tools(not args.no_nginx, not args.no_install)
-            wrk = tools["wrk"]
-            if wrk is None:
+            if tools["wrk"] is None:
                 raise SystemExit("bench: wrk is not installed (apt-get install wrk)")
-            map_dir = work / "map"
-            result["map"] = generate(
-                map_dir, n_exact=args.exact, n_patterns=args.patterns, n_urls=args.urls
+            # The smallest map, for the lookups of the compiled tables only; made first, so
+            # that its files are settled (older than SETTLE) when the probe opens it.
+            small_dir = work / f"size-{args.small}"
+            small_patterns = max(1, args.patterns // 100)
+            generate(
+                small_dir / "map", n_exact=args.small, n_patterns=small_patterns, n_urls=args.urls
             )
-            servers = [
-                gunicorn_server("gateway", "wsgi:app", map_dir, work),
-                gunicorn_server("baseline", "bench.baseline_app:app", map_dir, work),
-            ]
-            if tools["nginx"]:
-                servers.append(nginx_server(tools["nginx"], map_dir, work))
-            with running(servers):
-                for server in servers:
-                    for cls in (
-                        ("exact", "pattern", "miss") if server.name == "gateway" else ("exact",)
-                    ):
-                        check_answers(server, read_urls(map_dir / f"urls-{cls}.tsv"), 200)
-                gateway = servers[0]
-                assert gateway.process is not None
-                result["rss"] = {
-                    "rules": args.exact + args.patterns + 1,
-                    "master_kib": rss_kib(gateway.process.pid),
-                    "workers_kib": [rss_kib(pid) for pid in gateway.worker_pids()],
-                }
-                runs = throughput(wrk, servers, map_dir, settings, args.rounds)
-                result["rss"]["workers_kib_after"] = [  # type: ignore[index]
-                    rss_kib(pid) for pid in gateway.worker_pids()
-                ]
-            result["servers"] = summarise(runs) | {"runs": runs}
+            small_compile = compile_cold(
+                small_dir / "map", small_dir / "state", args.small + small_patterns + 1
+            )
+            sizes: dict[str, object] = {}
+            result["sizes"] = sizes
+            for n_exact in args.sizes:
+                sizes[str(n_exact)] = measure_size(n_exact, args, tools, work, settings)
+            # The lookups of the compiled tables: one fresh process, sizes interleaved.
+            maps = [(small_dir / "map", small_dir / "state")]
+            maps += [(Path(e["map_dir"]), Path(e["state_dir"])) for e in sizes.values()]  # type: ignore[index]
+            probe = run_probe(
+                maps,
+                min(args.urls, 2000),
+                5 if not args.quick else 2,
+                work / "probe.json",
+            )
+            for entry, n in zip(probe["sizes"], [args.small, *args.sizes], strict=True):  # type: ignore[call-overload]
+                entry["n_exact"] = n
+            probe["sizes"][0]["compile"] = small_compile  # type: ignore[index]
+            probe["flatness"] = _flatness(probe)
+            result["compiled_micro"] = probe
             if args.matrix:
                 matrix_dir = work / "matrix-map"
                 generate(matrix_dir, n_exact=args.matrix_exact, n_patterns=100, n_urls=args.urls)
                 result["matrix"] = settings_matrix(
-                    wrk,
-                    matrix_dir,
-                    work,
-                    WrkSettings(max(2, args.duration // 2), args.connections, args.threads),
-                    max(1, args.rounds - 1),
+                    wrk=tools["wrk"],
+                    map_dir=matrix_dir,
+                    workdir=work,
+                    settings=WrkSettings(
+                        max(2, args.duration // 2), args.connections, args.threads
+                    ),
+                    rounds=max(1, args.rounds - 1),
                 )
     result["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
+    result["wall_s"] = time.perf_counter() - wall
     result["machine"]["loadavg_at_end"] = os.getloadavg()  # type: ignore[index]
     out = args.out / f"bench-{stamp}.json"
     out.write_text(json.dumps(result, indent=2), encoding="utf-8")
     (args.out / "latest.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
     print(table(result))
-    print(f"bench: results in {out}")
+    print(f"bench: {result['wall_s']:.0f} s; results in {out}")
 
 
 if __name__ == "__main__":
