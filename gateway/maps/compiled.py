@@ -243,16 +243,14 @@ def compile_map(map_path: str, root: str, index_dir: str | None) -> Result:
         redirect_map = load_map(map_path, index_dir=index_dir)
     except MapError as exc:
         named = {p.file for p in exc.problems if p.file}
-        watched = Watched(
-            tuple(dict.fromkeys([map_path, *exc.files, *named])), exc.include_patterns
-        )
+        watched = _absolute(Watched((map_path, *exc.files, *named), exc.include_patterns))
         result = Result(
             os.path.abspath(map_path), watched, _settled(watched, started), problems=exc.problems
         )
         _write(Path(root) / RESULT, result)
         return result
     table = ensure_table(redirect_map, tables)
-    watched = Watched.of(redirect_map)
+    watched = _absolute(Watched.of(redirect_map))
     result = Result(
         os.path.abspath(map_path),
         watched,
@@ -263,6 +261,12 @@ def compile_map(map_path: str, root: str, index_dir: str | None) -> Result:
     _write(Path(root) / RESULT, result)
     _prune(tables, keep=table.name)
     return result
+
+
+def _absolute(watched: Watched) -> Watched:
+    """Return what is watched with absolute paths: a result holds for any working directory."""
+    files = tuple(dict.fromkeys(os.path.abspath(f) for f in watched.files))
+    return Watched(files, tuple(os.path.abspath(p) for p in watched.patterns))
 
 
 def _settled(watched: Watched, started: int) -> Fingerprint | None:
