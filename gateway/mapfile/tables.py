@@ -84,8 +84,13 @@ _FAST_STATUSES = {"": 301, "301": 301, "302": 302, "307": 307, "308": 308, "410"
 _SIMPLE_QUERY = re.compile(r"([A-Za-z0-9_.\-]+)=([A-Za-z0-9_.\-]*)\Z")
 
 
-def compile_common_row(ctx: RuleContext, file: str, line: int, row: list[str]) -> Rule | None:
-    """Return the rule a common CSV row compiles to, or None to take the general path."""
+def compile_common_row(
+    ctx: RuleContext, file: str, line: int, row: list[str], order: int | None = None
+) -> Rule | None:
+    """Return the rule a common CSV row compiles to, or None to take the general path.
+
+    Its ``order`` is the next in ``ctx``, or `order` (a rule rebuilt from a compiled table).
+    """
     n = len(row)
     from_text = row[0].strip()
     to = row[1].strip() if n > 1 else ""
@@ -130,7 +135,7 @@ def compile_common_row(ctx: RuleContext, file: str, line: int, row: list[str]) -
     note = row[3].strip() if n > 3 else ""
     return Rule(
         source=f"{file}:{line}",
-        order=len(ctx.rules),
+        order=len(ctx.rules) if order is None else order,
         host=host,
         from_text=from_text,
         path=path,
