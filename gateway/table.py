@@ -118,20 +118,18 @@ def _key(scope: str | None, path: str, name: str | None = None, value: str | Non
 
 
 def _record(rule: Rule, file_index: dict[str, int]) -> list[Any]:
-    record: list[Any] = [
-        rule.order,
-        len(rule.conditions),
-        file_index.setdefault(rule.file, len(file_index)),
-        rule.line,
-        rule.from_text,
-        rule.status,
-        rule.to_text,
-        rule.see,
-        rule.keep_query,
-        rule.note,
-        list(rule.examples),
-    ]
-    while record[-1] in (None, False, "", []):  # defaults are left off: bytes per rule
+    file, _, line = rule.source.rpartition(":")
+    number = file_index.get(file)
+    if number is None:
+        number = file_index[file] = len(file_index)
+    record: list[Any] = [rule.order, len(rule.conditions), number, int(line), rule.from_text]
+    record.append(rule.status)
+    if rule.see is None and not rule.keep_query and not rule.note and not rule.examples:
+        if rule.to_text is not None:  # the common row: defaults are left off (bytes per rule)
+            record.append(rule.to_text)
+        return record
+    record += [rule.to_text, rule.see, rule.keep_query, rule.note, list(rule.examples)]
+    while record[-1] in (None, False, "", []):
         record.pop()
     return record
 
