@@ -97,17 +97,24 @@ T = TypeVar("T")
 _cache: dict[tuple[str, ...], Any] = {}
 _walks: dict[tuple[str, ...], Any] = {}
 _cache_lock = threading.Lock()
+# One computation at a time per worker: a walk of a million rules takes tens of seconds
+# of CPU (38 s for a host of bench/genmap.py's 1M map), and requests that need the same
+# one wait for it instead of each doing it on a thread of their own.
+_compute_lock = threading.RLock()  # re-entered: a sitemap is computed from cached walks
 CACHE_SIZE = 64  # entries kept in each
 
 
 def _cached(cache: dict[tuple[str, ...], Any], key: tuple[str, ...], compute: Callable[[], T]) -> T:
     found = cache.get(key)
     if found is None:
-        found = compute()
-        with _cache_lock:
-            if len(cache) >= CACHE_SIZE:
-                cache.clear()
-            cache[key] = found
+        with _compute_lock:
+            found = cache.get(key)  # computed while this one waited
+            if found is None:
+                found = compute()
+                with _cache_lock:
+                    if len(cache) >= CACHE_SIZE:
+                        cache.clear()
+                    cache[key] = found
     return cast(T, found)
 
 

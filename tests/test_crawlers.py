@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -270,3 +271,39 @@ def test_the_subdomains_of_a_wildcard_share_one_walk_of_the_rules(
     assert found[0]  # the every-host redirects are listed there
     crawlers.sitemap(bundled, "khabarovskadm.ru", decide)
     assert walks == ["s0.khabarovskadm.ru", "khabarovskadm.ru"]  # a named host: its own walk
+
+
+def test_concurrent_requests_for_one_sitemap_walk_the_rules_once(
+    bundled: RedirectMap, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Eight threads asking at once: one walk, the others wait for its result."""
+    import threading
+
+    from gateway.decide import decide
+
+    walks: list[str] = []
+    real = crawlers._rule_targets
+
+    def slow(redirect_map: RedirectMap, host: str, decide: crawlers.Decide) -> object:
+        walks.append(host)
+        time.sleep(0.2)  # long enough for every other thread to arrive meanwhile
+        return real(redirect_map, host, decide)
+
+    monkeypatch.setattr(crawlers, "_rule_targets", slow)
+    monkeypatch.setattr(crawlers, "_cache", {})
+    monkeypatch.setattr(crawlers, "_walks", {})
+    found: list[tuple[str, ...]] = []
+    threads = [
+        threading.Thread(
+            target=lambda: found.append(crawlers.sitemap(bundled, HOST, decide).targets)
+        )
+        for _ in range(8)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert walks == [HOST] and len(found) == 8 and len(set(found)) == 1
+
+
+HOST = "khabarovskadm.ru"
