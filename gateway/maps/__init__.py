@@ -20,10 +20,15 @@ Owns the life of the served map in one worker process, one job a module:
 A request reads ``current()`` once and keeps that map to the end, so a request
 is always answered by exactly one complete map version.
 
+- **Compiled once.** With a state directory, a load is ``compiled``'s: each map
+  version is validated and written into one table by a single child process, and
+  every worker opens that table instead of loading the map (issue 14).
+
 Modules: ``holder`` (``MapHolder``: load, swap, fall back, status), ``watch`` (the
 watcher thread and the settle wait), ``files`` (fingerprints of the map's files and
-their checks), ``lastgood`` (the last-known-good copy) and ``status`` (what health
-and the metrics read). The names others import are re-exported here.
+their checks), ``lastgood`` (the last-known-good copy), ``compiled`` (the compiled
+versions and who compiles them) and ``status`` (what health and the metrics read).
+The names others import are re-exported here.
 """
 
 from __future__ import annotations
