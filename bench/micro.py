@@ -62,14 +62,27 @@ def check(redirect_map: RedirectMap, rows: list[tuple[str, str, int, str]]) -> N
             raise SystemExit(f"bench: wrong answer for {host}{target}: {outcome!r}")
 
 
-def best_per_call(run: Callable[[], object], calls: int, repeat: int) -> float:
-    """Return the best time of `repeat` runs of `run` (which makes `calls` calls), in µs/call."""
-    run()  # warm up
+def best_per_call(
+    run: Callable[[], object],
+    calls: int,
+    repeat: int,
+    *,
+    before: Callable[[], object] | None = None,
+    warm_up: bool = True,
+) -> float:
+    """Return the best time of `repeat` runs of `run` (which makes `calls` calls), in µs/call.
+
+    `before` runs ahead of each timed run, untimed (to empty a cache, say).
+    """
+    if warm_up:
+        run()
     times = []
     enabled = gc.isenabled()
     gc.disable()
     try:
         for _ in range(repeat):
+            if before is not None:
+                before()
             # CPU time of this process: other processes on a shared machine slow it less
             # than they slow the wall clock.
             start = time.process_time()

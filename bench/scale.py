@@ -26,14 +26,12 @@ Owns the measurements ``bench/run.py`` makes of the compiled table at each map s
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import re
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -119,29 +117,10 @@ def smaps(pid: int) -> dict[str, int]:
 # --- the probe (a fresh process) -------------------------------------------------------
 
 
-def _per_call(
-    run: Callable[[], object], calls: int, repeat: int, before: Callable[[], object]
-) -> float:
-    """Return the best CPU time of `repeat` runs of `run` in µs per call; `before` each run."""
-    times = []
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        for _ in range(repeat):
-            before()
-            start = time.process_time()
-            run()
-            times.append(time.process_time() - start)
-    finally:
-        if enabled:
-            gc.enable()
-    return min(times) / calls * 1e6
-
-
 def probe(maps: list[tuple[Path, Path]], n_urls: int, repeat: int) -> dict[str, object]:
     """Open each compiled map as a worker does, check it, and time its lookups."""
     t0 = time.perf_counter()
-    from bench.micro import check, read_urls
+    from bench.micro import best_per_call, check, read_urls
     from gateway.canonical import parse_request
     from gateway.decide import decide
     from gateway.maps import MapHolder
@@ -207,8 +186,12 @@ def probe(maps: list[tuple[Path, Path]], n_urls: int, repeat: int) -> dict[str, 
                 if cls not in entry:
                     run_decide()  # warm-up: the table's pages faulted in
                 timed = {
-                    "decide_us": _per_call(run_decide, len(pairs), 1, empty),
-                    "canonicalise_match_us": _per_call(run_match, len(pairs), 1, empty),
+                    "decide_us": best_per_call(
+                        run_decide, len(pairs), 1, before=empty, warm_up=False
+                    ),
+                    "canonicalise_match_us": best_per_call(
+                        run_match, len(pairs), 1, before=empty, warm_up=False
+                    ),
                 }
                 best = entry.setdefault(cls, timed | {"urls": len(pairs)})
                 assert isinstance(best, dict)
