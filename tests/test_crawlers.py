@@ -247,22 +247,29 @@ def test_a_csv_row_for_robots_is_a_load_error_too(write_map: WriteMap, tmp_path:
         load_map(path)
 
 
+@pytest.fixture
+def walks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The hosts whose rules the sitemaps walk, from empty caches (each walk takes 0.2 s)."""
+    walked: list[str] = []
+    real = crawlers._rule_targets
+
+    def slow(redirect_map: RedirectMap, host: str, decide: crawlers.Decide) -> object:
+        walked.append(host)
+        time.sleep(0.2)  # long enough for every other thread to arrive meanwhile
+        return real(redirect_map, host, decide)
+
+    monkeypatch.setattr(crawlers, "_rule_targets", slow)
+    monkeypatch.setattr(crawlers, "_cache", {})
+    monkeypatch.setattr(crawlers, "_walks", {})
+    return walked
+
+
 def test_the_subdomains_of_a_wildcard_share_one_walk_of_the_rules(
-    bundled: RedirectMap, monkeypatch: pytest.MonkeyPatch
+    bundled: RedirectMap, walks: list[str]
 ) -> None:
     """A crawler (or an attacker) asking a thousand subdomains walks a big map once."""
     from gateway.decide import decide
 
-    walks: list[str] = []
-    real = crawlers._rule_targets
-
-    def counting(redirect_map: RedirectMap, host: str, decide: crawlers.Decide) -> object:
-        walks.append(host)
-        return real(redirect_map, host, decide)
-
-    monkeypatch.setattr(crawlers, "_rule_targets", counting)
-    monkeypatch.setattr(crawlers, "_cache", {})
-    monkeypatch.setattr(crawlers, "_walks", {})
     found = [
         crawlers.sitemap(bundled, f"s{n}.khabarovskadm.ru", decide).targets for n in range(1000)
     ]
@@ -274,24 +281,13 @@ def test_the_subdomains_of_a_wildcard_share_one_walk_of_the_rules(
 
 
 def test_concurrent_requests_for_one_sitemap_walk_the_rules_once(
-    bundled: RedirectMap, monkeypatch: pytest.MonkeyPatch
+    bundled: RedirectMap, walks: list[str]
 ) -> None:
     """Eight threads asking at once: one walk, the others wait for its result."""
     import threading
 
     from gateway.decide import decide
 
-    walks: list[str] = []
-    real = crawlers._rule_targets
-
-    def slow(redirect_map: RedirectMap, host: str, decide: crawlers.Decide) -> object:
-        walks.append(host)
-        time.sleep(0.2)  # long enough for every other thread to arrive meanwhile
-        return real(redirect_map, host, decide)
-
-    monkeypatch.setattr(crawlers, "_rule_targets", slow)
-    monkeypatch.setattr(crawlers, "_cache", {})
-    monkeypatch.setattr(crawlers, "_walks", {})
     found: list[tuple[str, ...]] = []
     threads = [
         threading.Thread(
