@@ -19,10 +19,12 @@ from pathlib import Path
 
 import pytest
 
+from gateway.app import create_app
 from gateway.decide import decide
 from gateway.mapfile import MapError, load_map
 from gateway.maps import MapHolder
 from gateway.maps.compiled import RESULT, TABLES, Compiled
+from gateway.matcher import Matcher
 from gateway.table import TableMatcher
 from tests.support import replace_file, versioned_map_text, versioned_table_text
 
@@ -128,3 +130,27 @@ def test_a_compile_killed_while_writing_its_table_leaves_nothing_served(tmp_path
         assert decide(served, "GET", host, target) == decide(reference, "GET", host, target)
     result = json.loads((compiled.root / RESULT).read_text(encoding="utf-8"))
     assert result["table"] == f"rules-{reference.version}.lmdb"
+
+
+@pytest.mark.parametrize(
+    ("setting", "matcher"),
+    [("on", TableMatcher), ("off", Matcher)],
+    ids=["on-serves-the-table", "off-loads-the-map-in-each-worker"],
+)
+def test_gateway_compiled_chooses_how_a_worker_gets_its_map(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, setting: str, matcher: type
+) -> None:
+    live = write_version(tmp_path / "live", "v1")
+    monkeypatch.setenv("GATEWAY_COMPILED", setting)
+    config = {"MAP_PATH": str(live), "STATE_DIR": str(tmp_path / "state"), "ACCESS_LOG": "off"}
+    app = create_app({**config, "MAP_RELOAD_INTERVAL": 0})
+    served = app.extensions["gateway.maps"].current()
+    assert isinstance(served.matcher, matcher)
+
+
+def test_a_bad_gateway_compiled_is_refused_by_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GATEWAY_COMPILED", "yes")
+    with pytest.raises(ValueError, match="GATEWAY_COMPILED must be on or off, not 'yes'"):
+        create_app({"MAP_PATH": str(tmp_path / "redirects.yaml")})
