@@ -441,8 +441,10 @@ class TableMatcher:
         with self._env.begin(buffers=False) as txn:
             for key, raw in txn.cursor():
                 if key != _META and not key.startswith(_CAPTURE):
-                    # Not through the cache: a walk over a million rules would empty it.
-                    yield from self._build(raw)[1]
+                    # Through the cache, though a walk of a million rules replaces what it
+                    # holds: a walk asks decide() of each rule next (the sitemap), which
+                    # then finds it built (38 -> 28 s of CPU for a host of a 1M map).
+                    yield from self._rules(raw)[1]
 
 
 class TableRules(Collection[Rule]):
