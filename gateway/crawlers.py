@@ -98,7 +98,7 @@ _cache: dict[tuple[str, ...], Any] = {}
 _walks: dict[tuple[str, ...], Any] = {}
 _cache_lock = threading.Lock()
 # One computation at a time per worker: a walk of a million rules takes tens of seconds
-# of CPU (38 s for a host of bench/genmap.py's 1M map), and requests that need the same
+# of CPU (28 s for a host of bench/genmap.py's 1M map), and requests that need the same
 # one wait for it instead of each doing it on a thread of their own.
 _compute_lock = threading.RLock()  # re-entered: a sitemap is computed from cached walks
 CACHE_SIZE = 64  # entries kept in each
