@@ -65,7 +65,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import gc
-import hashlib
 import json
 import os
 import tempfile
@@ -81,7 +80,7 @@ import lmdb
 from gateway import fastpaths
 from gateway.archive.index import EMPTY, ArchiveIndex
 from gateway.archive.table import PREFIX as _CAPTURE
-from gateway.archive.table import TableCaptures, capture_rows
+from gateway.archive.table import TableCaptures, bounded_key, capture_rows
 from gateway.canonical import LegacyURL
 from gateway.mapfile import Archive, RedirectMap, Site, compile_rule
 from gateway.mapfile.schema import RuleContext
@@ -91,7 +90,6 @@ from gateway.rules import Rule
 
 FORMAT = 2
 _META = b"\x00!meta"
-_MAX_KEY = 400
 # A sparse upper bound: LMDB grows the file to what is written; the copy is compacted.
 _MAP_SIZE = 1 << 36
 # Rules built from the table, kept per worker: about 1 KB each, so 16 MB at most. A
@@ -111,10 +109,7 @@ def table_path(state_dir: str | os.PathLike[str], version: str) -> Path:
 
 def _key(scope: str | None, path: str, name: str | None = None, value: str | None = None) -> bytes:
     parts = [scope or "", path] if name is None else [scope or "", path, name, value or ""]
-    key = "\0".join(parts).encode("utf-8", "surrogatepass")
-    if len(key) > _MAX_KEY:
-        return b"\x01" + hashlib.blake2b(key, digest_size=32).digest()
-    return key
+    return bounded_key("\0".join(parts).encode("utf-8", "surrogatepass"))
 
 
 def _record(rule: Rule, file_index: dict[str, int]) -> list[Any]:

@@ -23,15 +23,19 @@ from typing import Any
 from gateway.archive.index import ArchiveIndex, Capture, CaptureLookup
 
 PREFIX = b"\x02"  # no host, and so no rule key, begins with it
-_MAX_KEY = 400
+MAX_KEY = 400  # bytes; LMDB's own limit is 511
+
+
+def bounded_key(raw: bytes) -> bytes:
+    """Return a table key as it is, or past MAX_KEY bytes as ``\\x01`` and its digest."""
+    if len(raw) > MAX_KEY:
+        return b"\x01" + hashlib.blake2b(raw, digest_size=32).digest()
+    return raw
 
 
 def capture_key(key: str) -> bytes:
     """Return the table key of a capture key."""
-    raw = key.encode("utf-8", "surrogatepass")
-    if len(raw) > _MAX_KEY:
-        raw = b"\x01" + hashlib.blake2b(raw, digest_size=32).digest()
-    return PREFIX + raw
+    return PREFIX + bounded_key(key.encode("utf-8", "surrogatepass"))
 
 
 def capture_rows(index: ArchiveIndex) -> tuple[list[tuple[bytes, list[Any]]], dict[str, Any]]:
